@@ -1,0 +1,3 @@
+"""datapruner: prune large image-text WebDataset datasets."""
+
+__version__ = "0.1.0"

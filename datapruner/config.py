@@ -1,0 +1,70 @@
+"""The resolved configuration of a run: defaults, then a YAML preset, then explicit overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Config:
+    # reading
+    allow_pipe: bool = False
+    embeddings: str | None = None  # precomputed embeddings dir (embedding-reader layout): skip embed
+    caption_field: str = "caption"  # json field used when a sample has no txt member
+    label_field: str = "label"  # json field used when a sample has no cls member
+    # embedding
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"  # a tag, a local checkpoint file, or "none"
+    batch_size: int = 256
+    num_workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (autocast on CUDA only)
+    # clustering
+    clusters: int | None = None  # None: round(sqrt(N))
+    kmeans_sample: int | None = None  # None: 256 points per centroid
+    kmeans_iters: int = 20
+    seed: int = 0
+    # scoring and selection
+    metric: str = "prototypicality"
+    order: str = "hard"  # hard | easy | random
+    budget: str = "global"  # global | cluster
+    filters: tuple[dict, ...] = ()  # e.g. ({"name": "semdedup", "eps": 0.05},)
+    metric_options: dict = field(default_factory=dict)  # {metric_name: {option: value}}
+    keep: float = 0.3
+    # writing
+    shard_size: int = 10000
+    # running
+    runner: str = "local"  # local | ray
+    ray_address: str | None = None
+    workers: int = 1  # local processes for the score and write map steps
+
+    def replace(self, **overrides: Any) -> "Config":
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
+        if "filters" in overrides:
+            overrides["filters"] = tuple(dict(f) for f in overrides["filters"] or ())
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def options_for(self, metric: str) -> dict:
+        return dict(self.metric_options.get(metric, {}))
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the YAML file at `path` (if any), then the overrides that are not None."""
+    values: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        values = yaml.safe_load(text) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path} must hold a mapping of option: value")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config().replace(**values)

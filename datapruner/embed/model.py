@@ -1,0 +1,72 @@
+"""Loading an open_clip model (name + pretrained tag | local checkpoint | none) on the best device."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
+
+
+@dataclass
+class ClipModel:
+    model: Any
+    preprocess: Callable
+    tokenizer: Callable
+    device: str
+    precision: str
+    dim: int
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        log.warning("CUDA was asked for but no GPU is available: falling back to the CPU")
+    else:
+        log.info("no GPU found: embedding on the CPU")
+    return "cpu"
+
+
+def pick_precision(device: str, requested: str = "auto") -> str:
+    import torch
+
+    if device == "cpu":
+        return "fp32"
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(clip: ClipModel):
+    """bf16/fp16 autocast on CUDA; plain fp32 on the CPU."""
+    import torch
+
+    if clip.device == "cpu" or clip.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if clip.precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def load_clip(name: str, pretrained: str | None, device: str = "auto", precision: str = "auto") -> ClipModel:
+    """`pretrained` is an open_clip tag, a local checkpoint path, or "none" (random init, offline)."""
+    import open_clip
+
+    open_clip.add_model_config(MODEL_CONFIGS)
+    if name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+    tag = None if pretrained in (None, "", "none") else pretrained
+    device = pick_device(device)
+    precision = pick_precision(device, precision)
+    log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
+    model.eval()
+    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), device, precision, model.visual.output_dim)

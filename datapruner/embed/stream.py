@@ -1,0 +1,73 @@
+"""Decode workers: each takes whole shards and yields preprocessed batches that never cross shards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.utils.data
+
+from datapruner.embed.decode import UnusableSample, decode_image, image_bytes, text_fields
+from datapruner.io.shards import open_shard
+from datapruner.io.tar_samples import iter_samples
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    index: int
+    url: str
+
+
+def shard_batches(task: ShardTask, preprocess: Callable, batch_size: int, caption_field: str = "caption",
+                  label_field: str = "label") -> Iterator[dict]:
+    """Batches of one shard, in sample order; the last one has last=True (and may be empty)."""
+    batch = _empty_batch(task)
+    try:
+        with open_shard(task.url) as stream:
+            for sample in iter_samples(stream):
+                _add_sample(batch, sample, preprocess, caption_field, label_field)
+                if len(batch["rows"]) == batch_size:
+                    yield batch
+                    batch = _empty_batch(task)
+    except OSError as exc:  # the shard itself could not be opened
+        batch["errors"].append({"key": "__shard__", "stage": "read", "reason": f"cannot open shard: {exc}"})
+    batch["last"] = True
+    yield batch
+
+
+def _empty_batch(task: ShardTask) -> dict:
+    return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False}
+
+
+def _add_sample(batch: dict, sample, preprocess: Callable, caption_field: str, label_field: str) -> None:
+    if sample.error:
+        batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
+        return
+    try:
+        image = preprocess(decode_image(image_bytes(sample.members)))
+    except UnusableSample as exc:
+        batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
+        return
+    row = {"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length}
+    row.update(text_fields(sample.members, caption_field, label_field))
+    batch["images"].append(image)
+    batch["rows"].append(row)
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Shards split whole across DataLoader workers, so decoding runs beside the model."""
+
+    def __init__(self, tasks: list[ShardTask], preprocess: Callable, batch_size: int, caption_field: str,
+                 label_field: str):
+        super().__init__()
+        self.tasks, self.preprocess, self.batch_size = tasks, preprocess, batch_size
+        self.caption_field, self.label_field = caption_field, label_field
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        mine = self.tasks if info is None else self.tasks[info.id::info.num_workers]
+        for task in mine:
+            for batch in shard_batches(task, self.preprocess, self.batch_size, self.caption_field, self.label_field):
+                batch["images"] = torch.stack(batch["images"]) if batch["images"] else None
+                yield batch

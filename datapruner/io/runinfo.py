@@ -1,0 +1,33 @@
+"""run.json: the resolved config, package versions and the sorted input shard list."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from datapruner.config import Config
+from datapruner.io.rundir import RunDir
+
+PACKAGES = ("datapruner", "torch", "open_clip_torch", "faiss-cpu", "faiss-gpu", "numpy", "pyarrow", "webdataset", "ray")
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
+    """Record (or check, on a rerun) the run's inputs: a run directory belongs to one shard list."""
+    if run.run_json.exists():
+        previous = run.read_run_json().get("shards")
+        if previous is not None and previous != shards:
+            raise ValueError(
+                f"{run.root} was made from a different shard list ({len(previous)} shards, now {len(shards)}); "
+                "use a new --out directory"
+            )
+    run.update_run_json(source=src, shards=shards, config=cfg.to_dict(), versions=package_versions())

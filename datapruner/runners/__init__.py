@@ -1,0 +1,17 @@
+"""Runners run the map steps; the barrier steps always run in the calling process."""
+
+from __future__ import annotations
+
+from datapruner.config import Config
+
+
+def get_runner(cfg: Config):
+    if cfg.runner == "local":
+        from datapruner.runners.local import LocalRunner
+
+        return LocalRunner(cfg)
+    if cfg.runner == "ray":
+        from datapruner.runners.ray import RayRunner
+
+        return RayRunner(cfg)
+    raise ValueError(f"unknown runner {cfg.runner!r}: use local or ray")
