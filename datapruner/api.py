@@ -32,3 +32,51 @@ def _record_counts(rd: RunDir, step: str, totals: dict) -> dict:
     info = rd.read_run_json()
     rd.update_run_json(counts={**info.get("counts", {}), **counts})
     return {**totals, **counts}
+
+
+def cluster(run: str | Path, cfg: Config = Config()) -> dict:
+    """Fit spherical k-means centroids on a sample of the run's embeddings (reused when unchanged)."""
+    from datapruner.cluster.kmeans import cluster as fit
+
+    return fit(RunDir(run), cfg)
+
+
+def score_samples(run: str | Path, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Assign every sample to its centroid and score it with the policy's metrics (scores/)."""
+    from datapruner.metrics.step import score_all
+    from datapruner.runners import get_runner
+
+    return score_all(RunDir(run), cfg, get_runner(cfg), progress)
+
+
+def load_scores(run: str | Path):
+    """All score parts as one pyarrow Table (with uid/caption/label/offset/length from metadata)."""
+    from datapruner.select.scores import load_scores as load
+
+    return load(RunDir(run))
+
+
+def select(run: str | Path, keep: float | None = None, cfg: Config = Config()) -> dict:
+    """Write manifest/ for a keep fraction; reads only the scores, so it takes seconds."""
+    from datapruner.select.manifest import build_manifest
+
+    return build_manifest(RunDir(run), cfg.keep if keep is None else keep, cfg)
+
+
+def write(run: str | Path, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Copy the manifest's kept samples, byte for byte, into RUN/shards/."""
+    from datapruner.io.shard_writer import write_shards
+    from datapruner.runners import get_runner
+
+    return write_shards(RunDir(run), cfg.shard_size, get_runner(cfg), progress)
+
+
+def score(src: str, run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Everything, end to end: embed → cluster → score → select → write. Finished parts are reused."""
+    keep = cfg.keep if keep is None else keep
+    summary = {"embed": embed(src, run, cfg, progress)}
+    summary["cluster"] = cluster(run, cfg)
+    summary["score"] = score_samples(run, cfg, progress)
+    summary["select"] = select(run, keep, cfg)
+    summary["write"] = write(run, cfg, progress)
+    return summary

@@ -1,0 +1,72 @@
+"""The score map step: assign each part's embeddings to centroids and score them with every metric."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+
+from datapruner.cluster.assign import assign
+from datapruner.cluster.faiss_backend import inner_product_index
+from datapruner.config import Config
+from datapruner.embed.outputs import read_img_emb, read_metadata, read_text_emb, save_parquet
+from datapruner.io.rundir import RunDir
+from datapruner.metrics.base import PartData
+from datapruner.metrics.registry import get_metric
+
+STEP = "score"
+
+
+def metrics_needed(cfg: Config) -> list[str]:
+    """Always prototypicality and random (free, and the baselines); then the policy's metric and filters."""
+    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters)]
+    return list(dict.fromkeys(names))
+
+
+def scores_path(run: RunDir, part: str):
+    return run / f"scores/part-{part}.parquet"
+
+
+def fit_metrics(run: RunDir, cfg: Config) -> str:
+    """The barrier half of scoring; returns the token that score parts are checked against."""
+    centroids = np.load(run / "clusters/centroids.npy")
+    tokens = [hashlib.sha256(centroids.tobytes()).hexdigest()[:16], str(cfg.seed)]
+    for name in metrics_needed(cfg):
+        metric = get_metric(name)
+        metric.fit(run, cfg)
+        tokens.append(f"{name}:{metric.state_token(run)}")
+    return "|".join(tokens)
+
+
+def score_part(item: tuple[str, str], run_root: str, cfg: Config, token: str) -> int:
+    """Map step for one part: writes scores/part-{i}.parquet; returns its row count."""
+    part, shard = item
+    run = RunDir(run_root)
+    if run.is_done(STEP, part, token):
+        return -1
+    data = load_part(run, part, shard, cfg)
+    columns = {
+        "shard": data.meta.column("shard"), "key": data.meta.column("key"),
+        "cluster": pa.array(data.cluster), "dist_to_centroid": pa.array(data.dist),
+    }
+    for name in metrics_needed(cfg):
+        columns[f"score_{name}"] = pa.array(np.asarray(get_metric(name).score(data, cfg), np.float32))
+    save_parquet(scores_path(run, part), pa.table(columns))
+    run.mark_done(STEP, part, token)
+    return data.meta.num_rows
+
+
+def load_part(run: RunDir, part: str, shard: str, cfg: Config) -> PartData:
+    centroids = np.load(run / "clusters/centroids.npy")
+    emb = read_img_emb(run, part)
+    clusters, dist = assign(emb, inner_product_index(centroids, cfg.device))
+    return PartData(run, part, emb, read_text_emb(run, part), read_metadata(run, part, shard), clusters, dist, centroids)
+
+
+def score_all(run: RunDir, cfg: Config, runner, progress: bool = True) -> dict:
+    token = fit_metrics(run, cfg)
+    items = list(zip(run.part_ids(), run.shards()))
+    done = runner.map(partial(score_part, run_root=str(run.root), cfg=cfg, token=token), items, "score", progress)
+    return {"parts": len(items), "parts_reused": sum(1 for n in done if n < 0), "metrics": metrics_needed(cfg)}

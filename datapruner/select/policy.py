@@ -1,0 +1,133 @@
+"""Selection (a barrier): filters → budget → order, over the scores table alone.
+
+K = round(keep · N_valid) rows are kept exactly. Ties in the order are broken by (shard, key).
+Every row leaves with `kept` and a `reason`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from datapruner.config import Config
+from datapruner.select.quotas import cluster_quotas
+
+# name -> fn(table, alive, options, cfg) -> bool mask of rows the filter removes
+FILTERS: dict[str, Callable] = {}
+# name -> fn(table, alive, k, cfg) -> per-cluster quotas (int array over cluster ids), or None for global
+BUDGETS: dict[str, Callable] = {}
+ORDERS = ("hard", "easy", "random")
+
+
+def register_filter(name: str):
+    def wrap(fn):
+        FILTERS[name] = fn
+        return fn
+    return wrap
+
+
+def register_budget(name: str):
+    def wrap(fn):
+        BUDGETS[name] = fn
+        return fn
+    return wrap
+
+
+@register_budget("global")
+def global_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config):
+    return None
+
+
+@register_budget("cluster")
+def uniform_cluster_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> np.ndarray:
+    sizes = alive_cluster_sizes(table, alive)
+    return cluster_quotas(np.full(len(sizes), k / max(1, (sizes > 0).sum())) * (sizes > 0), sizes, k)
+
+
+def alive_cluster_sizes(table: pa.Table, alive: np.ndarray) -> np.ndarray:
+    clusters = table.column("cluster").to_numpy()
+    return np.bincount(clusters[alive], minlength=int(clusters.max()) + 1 if len(clusters) else 0)
+
+
+def order_values(table: pa.Table, cfg: Config) -> np.ndarray:
+    """Smaller sorts first: -score for hard, score for easy, the seeded hash for random."""
+    if cfg.order not in ORDERS:
+        raise ValueError(f"unknown order {cfg.order!r}: use one of {', '.join(ORDERS)}")
+    if cfg.order == "random":
+        return table.column("score_random").to_numpy().astype(np.float64)
+    column = f"score_{cfg.metric}"
+    if column not in table.column_names:
+        raise ValueError(f"the scores have no {column!r}: rerun `datapruner score` with --metric {cfg.metric}")
+    score = table.column(column).to_numpy().astype(np.float64)
+    return -score if cfg.order == "hard" else score
+
+
+def ranking(table: pa.Table, cfg: Config) -> np.ndarray:
+    """Row indices, best first, with deterministic (shard, key) tie-breaks."""
+    keys = np.asarray(table.column("key").to_pylist(), dtype=object)
+    shards = np.asarray(table.column("shard").to_pylist(), dtype=object)
+    tiebreak = np.argsort(np.char.add(np.char.add(shards.astype(str), "\0"), keys.astype(str)), kind="stable")
+    position = np.empty(len(tiebreak), np.int64)
+    position[tiebreak] = np.arange(len(tiebreak))
+    return np.lexsort((position, order_values(table, cfg)))
+
+
+def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    alive = np.ones(table.num_rows, bool)
+    reason = np.full(table.num_rows, "", dtype=object)
+    for spec in cfg.filters:
+        name = spec["name"]
+        if name not in FILTERS:
+            raise ValueError(f"unknown filter {name!r}; available: {', '.join(sorted(FILTERS))}")
+        removed = FILTERS[name](table, alive.copy(), {k: v for k, v in spec.items() if k != "name"}, cfg) & alive
+        reason[removed] = f"removed by filter {name}"
+        alive &= ~removed
+    return alive, reason
+
+
+def select_table(table: pa.Table, keep: float, cfg: Config) -> pa.Table:
+    """The manifest rows for `table` (one row per valid sample): the input columns + kept + reason."""
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"--keep must be a fraction in [0, 1], got {keep}")
+    k = round(keep * table.num_rows)
+    alive, reason = apply_filters(table, cfg)
+    if alive.sum() < k:
+        raise ValueError(f"the filters left {alive.sum()} samples but keep={keep} asks for {k}: loosen the filters or keep less")
+    if cfg.budget not in BUDGETS:
+        raise ValueError(f"unknown budget {cfg.budget!r}; available: {', '.join(sorted(BUDGETS))}")
+    quotas = BUDGETS[cfg.budget](table, alive, k, cfg)
+    kept = take_in_order(table, alive, ranking(table, cfg), k, quotas)
+    reason[kept] = "kept"
+    leftover = alive & ~kept
+    reason[leftover] = "below the global budget" if quotas is None else "below its cluster's quota"
+    return table.append_column("kept", pa.array(kept)).append_column("reason", pa.array(reason.tolist(), pa.string()))
+
+
+def take_in_order(table: pa.Table, alive: np.ndarray, order: np.ndarray, k: int, quotas: np.ndarray | None) -> np.ndarray:
+    kept = np.zeros(len(alive), bool)
+    order = order[alive[order]]
+    if quotas is None:
+        kept[order[:k]] = True
+        return kept
+    clusters = table.column("cluster").to_numpy()[order]
+    rank_in_cluster = _rank_within_groups(clusters)
+    kept[order[rank_in_cluster < quotas[clusters]]] = True
+    return kept
+
+
+def _rank_within_groups(groups: np.ndarray) -> np.ndarray:
+    """For a sequence of group ids, how many earlier items share each item's group."""
+    idx = np.argsort(groups, kind="stable")
+    sorted_groups = groups[idx]
+    starts = np.r_[0, np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    rank = np.empty(len(groups), np.int64)
+    rank[idx] = np.arange(len(groups)) - run_start
+    return rank
+
+
+def kept_count(manifest: pa.Table) -> int:
+    return int(pc.sum(manifest.column("kept")).as_py() or 0)
