@@ -56,9 +56,14 @@ def autocast(clip: ClipModel):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def load_clip(name: str, pretrained: str | None, device: str = "auto", precision: str = "auto") -> ClipModel:
-    """`pretrained` is an open_clip tag, a local checkpoint path, or "none" (random init, offline)."""
+def load_clip(name: str, pretrained: str | None, device: str = "auto", precision: str = "auto",
+              seed: int = 0) -> ClipModel:
+    """`pretrained` is an open_clip tag, a local checkpoint path, or "none" (random init, offline).
+
+    Random init is seeded, so every process (a rerun, a Ray actor) builds the same model.
+    """
     import open_clip
+    import torch
 
     open_clip.add_model_config(MODEL_CONFIGS)
     if name not in open_clip.list_models():
@@ -66,6 +71,8 @@ def load_clip(name: str, pretrained: str | None, device: str = "auto", precision
     tag = None if pretrained in (None, "", "none") else pretrained
     device = pick_device(device)
     precision = pick_precision(device, precision)
+    if tag is None:
+        torch.manual_seed(seed)
     log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
     model.eval()

@@ -28,7 +28,7 @@ def embed_tasks(run: RunDir, tasks: list[ShardTask], n_shards: int, cfg: Config,
 
     if not tasks:
         return {"samples": 0, "errors": 0, "shards": 0}
-    clip = clip or load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
+    clip = clip or load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
     stream = ShardStream(tasks, clip.preprocess, cfg.batch_size, cfg.caption_field, cfg.label_field)
     workers = min(cfg.num_workers, len(tasks))
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,

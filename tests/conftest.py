@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from shardmaker import write_shards  # noqa: E402
+
+from datapruner.config import Config  # noqa: E402
+
+TINY = dict(model="datapruner-tiny", pretrained="none", batch_size=8, num_workers=0, device="cpu")
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    return Config(**TINY, clusters=4, shard_size=16)
+
+
+@pytest.fixture(scope="session")
+def shard_dir(tmp_path_factory) -> Path:
+    """3 real shards × 20 samples (jpg/png/webp, txt, cls, json uid), 4 colour classes."""
+    root = tmp_path_factory.mktemp("shards")
+    write_shards(root, n_shards=3, per_shard=20)
+    return root
+
+
+@pytest.fixture(scope="session")
+def scored_run(tmp_path_factory, shard_dir) -> Path:
+    """One end-to-end `score` run over shard_dir, shared read-only by the tests."""
+    from datapruner import api
+
+    run = tmp_path_factory.mktemp("scored") / "run"
+    api.score(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
+    return run
+
+
+@pytest.fixture
+def run_copy(scored_run, tmp_path) -> Path:
+    """A private copy of the shared run, for tests that change it."""
+    dst = tmp_path / "run"
+    shutil.copytree(scored_run, dst)
+    return dst
