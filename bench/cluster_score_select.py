@@ -1,0 +1,115 @@
+"""Cluster + score + select on N synthetic precomputed embeddings (default 1M × 512).
+
+    python bench/cluster_score_select.py [--n 1000000] [--dim 512] [--parts 20] [--keep 0.3]
+
+Reports wall time per step, peak RSS, and the assignment's speed as a fraction of a plain
+float32 matrix-multiply peak (numpy sgemm of the same shapes) measured in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from datapruner import api
+from datapruner.config import Config
+from datapruner.embed.outputs import METADATA_SCHEMA, img_emb_path, metadata_path, save_npy, save_parquet
+from datapruner.io.rundir import RunDir, part_id
+
+
+def write_synthetic_run(run: RunDir, n: int, dim: int, parts: int, concepts: int, seed: int = 0) -> None:
+    """A mixture of `concepts` directions plus noise, L2-normalised, float16, in the embeddings layout."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((concepts, dim)).astype(np.float32)
+    shards = [f"synthetic/{i:05d}.tar" for i in range(parts)]
+    run.update_run_json(shards=shards, source="synthetic")
+    per = n // parts
+    for i, shard in enumerate(shards):
+        x = centers[rng.integers(0, concepts, per)] + rng.standard_normal((per, dim), dtype=np.float32) * 0.7
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        part = part_id(i, parts)
+        save_npy(img_emb_path(run, part), x.astype(np.float16))
+        rows = {"shard": [shard] * per, "key": [f"{i:05d}{j:07d}" for j in range(per)],
+                "offset": np.arange(per) * 4096, "length": np.full(per, 4096)}
+        save_parquet(metadata_path(run, part), pa.table(rows).cast(pa.schema(
+            [f for f in METADATA_SCHEMA if f.name in rows])))
+
+
+def matmul_peak_flops(rows: int, dim: int, k: int, repeats: int = 3) -> float:
+    """Best float32 GEMM rate for the assignment's own shapes (rows × dim) @ (dim × k)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((rows, dim), dtype=np.float32)
+    b = rng.standard_normal((dim, k), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * rows * dim * k / best
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def assignment_seconds(run: RunDir, k: int) -> tuple[float, int]:
+    """Time the assignment alone (faiss flat IP search over all parts, in chunks)."""
+    from datapruner.cluster.assign import assign
+    from datapruner.cluster.faiss_backend import inner_product_index
+    from datapruner.embed.outputs import read_img_emb
+
+    index = inner_product_index(np.load(run / "clusters/centroids.npy"), "cpu")
+    total, n = 0.0, 0
+    for part in run.part_ids():
+        emb = np.asarray(read_img_emb(run, part))
+        t = time.perf_counter()
+        assign(emb, index)
+        total += time.perf_counter() - t
+        n += len(emb)
+    return total, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--parts", type=int, default=20)
+    ap.add_argument("--keep", type=float, default=0.3)
+    ap.add_argument("--concepts", type=int, default=2000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(Path(tmp) / "run")
+        _, t_gen = timed(write_synthetic_run, run, args.n, args.dim, args.parts, args.concepts)
+        cfg = Config(device="cpu", keep=args.keep, budget="cluster")
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        clusters, t_cluster = timed(api.cluster, run.root, cfg)
+        _, t_score = timed(api.score_samples, run.root, cfg, progress=False)
+        summary, t_select = timed(api.select, run.root, args.keep, cfg)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        k = clusters["clusters"]
+        t_assign, n = assignment_seconds(run, k)
+        peak = matmul_peak_flops(65536, args.dim, k)
+    assign_flops = 2.0 * n * args.dim * k / t_assign
+    print(json.dumps({
+        "n": n, "dim": args.dim, "clusters": k, "kmeans_sample": clusters["sample"],
+        "seconds": {"generate": round(t_gen, 1), "cluster": round(t_cluster, 1), "score": round(t_score, 1),
+                    "select": round(t_select, 1), "cluster+score+select": round(t_cluster + t_score + t_select, 1)},
+        "peak_rss_mib": {"before_cluster": rss_before // 1024, "after_select": peak_rss // 1024},
+        "embeddings_mib_float16": round(n * args.dim * 2 / 2**20),
+        "assignment": {"seconds": round(t_assign, 2), "gflops": round(assign_flops / 1e9, 1),
+                       "sgemm_peak_gflops": round(peak / 1e9, 1), "fraction_of_peak": round(assign_flops / peak, 3)},
+        "kept": summary["counts"]["kept"],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

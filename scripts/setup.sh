@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up datapruner in .venv on a fresh machine: torch from the pinned wheels, then the package with
+# every extra the tests use (faiss-cpu, ray, airflow). Safe to rerun: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -e ".[cpu,dev,ray,airflow]"
+echo "datapruner is installed in .venv: .venv/bin/datapruner --help"
