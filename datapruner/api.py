@@ -79,4 +79,12 @@ def score(src: str, run: str | Path, keep: float | None = None, cfg: Config = Co
     summary["score"] = score_samples(run, cfg, progress)
     summary["select"] = select(run, keep, cfg)
     summary["write"] = write(run, cfg, progress)
+    summary["report"] = report(run)
     return summary
+
+
+def report(run: str | Path) -> str:
+    """RUN/report/index.html: summary, score and cluster plots, galleries of kept vs. dropped samples."""
+    from datapruner.report.html import build_report
+
+    return build_report(RunDir(run))
