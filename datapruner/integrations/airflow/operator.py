@@ -1,0 +1,126 @@
+"""DataprunerOperator: one datapruner.api step as an Airflow task.
+
+Importing this module loads only Airflow and datapruner.config (yaml): torch, open_clip and faiss
+are imported inside `execute`, when the task runs, never when the scheduler parses a DAG file.
+A retried task resumes: the API skips every part whose completion marker matches its inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from airflow.sdk import BaseOperator
+
+from datapruner.config import Config, load_config
+
+log = logging.getLogger(__name__)
+
+# step name (a datapruner.api function) -> files and folders it writes, relative to the run directory
+STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "embed": ("embeddings", "errors"),
+    "cluster": ("clusters/centroids.npy",),
+    "score_samples": ("scores",),
+    "select": ("manifest/keep.parquet", "manifest/summary.json"),
+    "write": ("shards",),
+    "report": ("report/index.html",),
+}
+STEP_OUTPUTS["score"] = tuple(p for outputs in STEP_OUTPUTS.values() for p in outputs)  # end to end
+STEPS_READING_SOURCE = ("embed", "score")
+
+
+class DataprunerOperator(BaseOperator):
+    """Run one step of datapruner.api (the same functions the CLI calls) on a run directory.
+
+    :param step: embed, cluster, score_samples, select, write, report, or score (all of them, end to end).
+    :param run_dir: the run directory (templated).
+    :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; embed and score only).
+    :param keep: fraction of valid samples to keep (templated; a string is converted).
+    :param metric: the metric that orders samples (templated).
+    :param config_path: a YAML preset (templated); empty means the package defaults.
+    :param overrides: further Config options, e.g. ``{"clusters": 100}`` (values templated).
+    :param progress: show tqdm bars in the task log.
+    :return: a small XCom: the step, the run directory, output paths and counts (never per-cluster lists).
+    """
+
+    template_fields: Sequence[str] = ("run_dir", "src", "keep", "metric", "config_path", "overrides")
+    template_ext: Sequence[str] = ()
+    ui_color = "#d9ead3"
+
+    def __init__(self, *, step: str, run_dir: str, src: str | None = None, keep: float | str | None = None,
+                 metric: str | None = None, config_path: str | None = None, overrides: dict | None = None,
+                 progress: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_step(step, src)
+        self.step = step
+        self.run_dir = run_dir
+        self.src = src
+        self.keep = keep
+        self.metric = metric
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.progress = progress
+
+    def execute(self, context: Any) -> dict:
+        cfg = self.resolved_config()
+        log.info("datapruner %s: run_dir=%s src=%s keep=%s metric=%s", self.step, self.run_dir, self.src,
+                 cfg.keep, cfg.metric)
+        summary = run_step(self.step, self.src, self.run_dir, cfg, self.progress)
+        result = xcom_summary(self.step, self.run_dir, summary)
+        log.info("datapruner %s done: %s", self.step, result)
+        return result
+
+    def resolved_config(self) -> Config:
+        """Package defaults, then the YAML file, then keep/metric/overrides (rendered templates)."""
+        keep = None if self.keep in (None, "") else float(self.keep)
+        return load_config(self.config_path or None, keep=keep, metric=self.metric or None, **self.overrides)
+
+
+def _check_step(step: str, src: str | None) -> None:
+    if step not in STEP_OUTPUTS:
+        raise ValueError(f"unknown datapruner step {step!r}: use one of {', '.join(STEP_OUTPUTS)}")
+    if step in STEPS_READING_SOURCE and not src:
+        raise ValueError(f"datapruner step {step!r} needs src (the source shards)")
+
+
+def run_step(step: str, src: str | None, run_dir: str, cfg: Config, progress: bool = False) -> dict:
+    """Call the datapruner.api function for `step`; the heavy libraries load here."""
+    from datapruner import api
+
+    if step == "embed":
+        return api.embed(src, run_dir, cfg, progress=progress)
+    if step == "cluster":
+        return api.cluster(run_dir, cfg)
+    if step == "score_samples":
+        return api.score_samples(run_dir, cfg, progress=progress)
+    if step == "select":
+        return api.select(run_dir, cfg.keep, cfg)
+    if step == "write":
+        return api.write(run_dir, cfg, progress=progress)
+    if step == "report":
+        return {"report": str(api.report(run_dir))}
+    return api.score(src, run_dir, cfg.keep, cfg, progress=progress)
+
+
+def xcom_summary(step: str, run_dir: str, summary: dict) -> dict:
+    """Counts and paths only: scalars and small dicts of them; lists (per-cluster arrays) are dropped."""
+    root = Path(run_dir)
+    return {
+        "step": step,
+        "run_dir": str(root),
+        "outputs": {rel: str(root / rel) for rel in STEP_OUTPUTS[step]},
+        "summary": scalars_only(summary),
+    }
+
+
+def scalars_only(value: dict) -> dict:
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = scalars_only(item)
+            if item:
+                out[key] = item
+        elif item is None or isinstance(item, (bool, int, float, str)):
+            out[key] = item
+    return out

@@ -1,0 +1,72 @@
+"""Example Airflow DAG: prune a WebDataset source with one task per datapruner step.
+
+    embed → cluster → score → select → write
+
+Every task is idempotent and safe to retry: datapruner writes each part to a temporary name,
+renames it into place and leaves a completion marker, so a retried (or re-triggered) task skips
+the parts that are already done and redoes only the rest. Parsing this file imports Airflow and
+datapruner.config only; torch, open_clip and faiss load inside the tasks.
+
+Inputs come from DAG params (set them when triggering: `airflow dags trigger datapruner_prune
+--conf '{"src": "...", "run_dir": "..."}'`); their defaults come from environment variables:
+
+    DATAPRUNER_SRC      source shards, e.g. s3://bucket/laion/{00000..00999}.tar
+    DATAPRUNER_RUN_DIR  run directory (one per source; a rerun resumes it)
+    DATAPRUNER_CONFIG   YAML preset (model, clusters, policy, ...); empty = package defaults
+    DATAPRUNER_KEEP     fraction of valid samples to keep (default 0.3)
+    DATAPRUNER_METRIC   metric that orders samples (default: the config's, prototypicality)
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, chain
+
+from datapruner.integrations.airflow.operator import DataprunerOperator
+
+PARAMS = {
+    "src": Param(os.environ.get("DATAPRUNER_SRC", "/data/shards/{00000..00009}.tar"), type="string",
+                 description="Source WebDataset shards (brace-expanded; local path or fsspec URL)."),
+    "run_dir": Param(os.environ.get("DATAPRUNER_RUN_DIR", "/data/runs/prune"), type="string",
+                     description="Run directory; a rerun on the same directory resumes it."),
+    "config": Param(os.environ.get("DATAPRUNER_CONFIG", ""), type="string",
+                    description="YAML preset (empty: package defaults)."),
+    "keep": Param(float(os.environ.get("DATAPRUNER_KEEP", "0.3")), type="number", minimum=0, maximum=1,
+                  description="Fraction of valid samples to keep."),
+    "metric": Param(os.environ.get("DATAPRUNER_METRIC", ""), type="string",
+                    description="Metric that orders samples (empty: the config's)."),
+}
+
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+}
+
+COMMON = {
+    "run_dir": "{{ params.run_dir }}",
+    "config_path": "{{ params.config }}",
+    "keep": "{{ params.keep }}",
+    "metric": "{{ params.metric }}",
+}
+
+with DAG(
+    dag_id="datapruner_prune",
+    description="Prune an image-text WebDataset: embed, cluster, score, select, write.",
+    schedule=None,
+    params=PARAMS,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,  # two runs must not write the same run directory at once
+    catchup=False,
+    tags=["datapruner"],
+    doc_md=__doc__,
+) as dag:
+    embed = DataprunerOperator(task_id="embed", step="embed", src="{{ params.src }}",
+                               execution_timeout=timedelta(hours=24), **COMMON)
+    cluster = DataprunerOperator(task_id="cluster", step="cluster", **COMMON)
+    score = DataprunerOperator(task_id="score", step="score_samples", **COMMON)
+    select = DataprunerOperator(task_id="select", step="select", **COMMON)
+    write = DataprunerOperator(task_id="write", step="write", **COMMON)
+    chain(embed, cluster, score, select, write)

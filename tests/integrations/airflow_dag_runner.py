@@ -1,0 +1,85 @@
+"""Run the example DAG once with `dag.test()` and write what happened as JSON.
+
+Run in a subprocess whose environment points AIRFLOW_HOME at a throw-away, migrated SQLite
+database: Airflow reads its configuration once, at import, so the test process stays clean.
+
+    python airflow_dag_runner.py RESULT.json --conf '{"src": ..., "run_dir": ...}'
+        [--retry-delay-s 0] [--clear-on-retry TASK=PATH]
+
+--clear-on-retry removes PATH from an `on_retry_callback` of TASK: the way an operator fixes
+the cause of a failure (here, something squatting on an output path) before Airflow retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+DAG_ID = "datapruner_prune"
+
+
+def load_example_dag(dags_folder: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=dags_folder)
+    return bag.dags.get(DAG_ID), {str(k): str(v) for k, v in bag.import_errors.items()}
+
+
+def clear_path_on_retry(dag, task_id: str, path: str) -> None:
+    def remove(context) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    dag.get_task(task_id).on_retry_callback = [remove]  # the constructor stores callbacks as a list
+
+
+def task_outcomes(dag_run) -> dict:
+    """Per task: final state, try number, states of earlier tries, and the XCom it returned."""
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    outcomes = {}
+    with create_session() as session:
+        for ti in dag_run.get_task_instances(session=session):
+            earlier = session.scalars(select(TaskInstanceHistory.state).where(
+                TaskInstanceHistory.dag_id == ti.dag_id, TaskInstanceHistory.run_id == ti.run_id,
+                TaskInstanceHistory.task_id == ti.task_id).order_by(TaskInstanceHistory.try_number)).all()
+            xcom = session.scalars(XComModel.get_many(run_id=ti.run_id, dag_ids=ti.dag_id, task_ids=ti.task_id,
+                                                      key="return_value")).first()
+            outcomes[ti.task_id] = {
+                "state": str(ti.state), "try_number": ti.try_number, "earlier_tries": [str(s) for s in earlier],
+                "xcom": XComModel.deserialize_value(xcom) if xcom is not None else None,
+            }
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("result")
+    parser.add_argument("--conf", required=True)
+    parser.add_argument("--retry-delay-s", type=float, default=None)
+    parser.add_argument("--clear-on-retry", default=None)
+    args = parser.parse_args()
+
+    from airflow.configuration import conf
+
+    dag, import_errors = load_example_dag(conf.get("core", "dags_folder"))
+    result: dict = {"import_errors": import_errors, "dag_found": dag is not None}
+    if dag is not None:
+        if args.retry_delay_s is not None:
+            for task in dag.tasks:
+                task.retry_delay = timedelta(seconds=args.retry_delay_s)
+        if args.clear_on_retry:
+            task_id, path = args.clear_on_retry.split("=", 1)
+            clear_path_on_retry(dag, task_id, path)
+        dag_run = dag.test(run_conf=json.loads(args.conf))
+        result.update(state=str(dag_run.state), tasks=task_outcomes(dag_run))
+    Path(args.result).write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

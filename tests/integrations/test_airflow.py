@@ -1,0 +1,161 @@
+"""The Airflow operator and example DAG, run for real on a throw-away SQLite metadata database.
+
+Everything that imports Airflow runs in a subprocess (airflow_dag_runner.py, or `python -c`) whose
+environment points AIRFLOW_HOME at a temporary directory: Airflow reads its configuration once,
+at import, so this keeps the pytest process (and the user's ~/airflow) untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shardmaker import write_shards
+
+pytest.importorskip("airflow.sdk")
+pytestmark = pytest.mark.airflow
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILE = REPO / "examples" / "airflow_dag.py"
+RUNNER = Path(__file__).with_name("airflow_dag_runner.py")
+TINY_CONFIG = """\
+model: datapruner-tiny
+pretrained: none
+batch_size: 8
+num_workers: 0
+device: cpu
+clusters: 4
+shard_size: 16
+"""
+N_SHARDS = 4
+TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory) -> dict:
+    """Environment of a fresh Airflow home: SQLite DB migrated, dags folder holding the example DAG."""
+    root = tmp_path_factory.mktemp("airflow")
+    dags = root / "dags"
+    dags.mkdir()
+    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "AIRFLOW_HOME": str(root / "home"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'home' / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    })
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   capture_output=True, timeout=TIMEOUT_S)
+    return env
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    """Real shards (4 × 20 samples) and a YAML config for the tiny random-init model."""
+    root = tmp_path_factory.mktemp("inputs")
+    write_shards(root / "src", n_shards=N_SHARDS, per_shard=20)
+    (root / "tiny.yaml").write_text(TINY_CONFIG)
+    return {"src": str(root / "src" / f"shard-{{00000..{N_SHARDS - 1:05d}}}.tar"), "config": str(root / "tiny.yaml"),
+            "keep": 0.3}
+
+
+@pytest.fixture(scope="module")
+def api_shards(inputs, tmp_path_factory) -> dict[str, bytes]:
+    """What datapruner.api.score writes for the same inputs: the expected pruned shards."""
+    from datapruner import api
+    from datapruner.config import load_config
+
+    run = tmp_path_factory.mktemp("api_run")
+    api.score(inputs["src"], run, inputs["keep"], load_config(inputs["config"]), progress=False)
+    return pruned_shards(run)
+
+
+def pruned_shards(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((Path(run) / "shards").glob("*.tar"))}
+
+
+def run_example_dag(env: dict, tmp_path: Path, conf: dict, *options: str) -> dict:
+    result = tmp_path / "dag_result.json"
+    proc = subprocess.run([sys.executable, str(RUNNER), str(result), "--conf", json.dumps(conf), *options],
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return json.loads(result.read_text())
+
+
+def run_python(env: dict, code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_dag_file_imports_neither_torch_nor_faiss(airflow_env):
+    out = run_python(airflow_env, f"""
+import runpy, sys
+runpy.run_path({str(DAG_FILE)!r})
+heavy = sorted(m for m in ("torch", "faiss", "open_clip", "datapruner.api") if m in sys.modules)
+print("heavy:", heavy)
+assert not heavy, heavy
+""")
+    assert "heavy: []" in out
+
+
+def test_operator_rejects_unknown_step_and_missing_source(airflow_env):
+    run_python(airflow_env, """
+from datapruner.integrations.airflow import DataprunerOperator
+for kwargs in ({"step": "prune"}, {"step": "embed"}):
+    try:
+        DataprunerOperator(task_id="t", run_dir="/tmp/run", **kwargs)
+    except ValueError as exc:
+        print("rejected:", exc)
+    else:
+        raise AssertionError(f"accepted {kwargs}")
+""")
+
+
+def test_registered_as_airflow_provider(airflow_env):
+    out = run_python(airflow_env, """
+from airflow.providers_manager import ProvidersManager
+info = ProvidersManager().providers["datapruner"]
+print(info.data["package-name"], info.data["operators"][0]["python-modules"])
+""")
+    assert "datapruner ['datapruner.integrations.airflow.operator']" in out
+
+
+def test_example_dag_runs_and_writes_the_api_shards(airflow_env, inputs, api_shards, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir)})
+
+    assert result["import_errors"] == {} and result["dag_found"]
+    assert result["state"] == "success"
+    assert {t: o["state"] for t, o in result["tasks"].items()} == dict.fromkeys(
+        ["embed", "cluster", "score", "select", "write"], "success")
+    write_xcom = result["tasks"]["write"]["xcom"]
+    assert write_xcom["outputs"] == {"shards": str(run_dir / "shards")}
+    assert write_xcom["summary"]["samples"] == round(inputs["keep"] * 80)
+    assert len(json.dumps(result["tasks"]["select"]["xcom"])) < 2000  # counts and paths, no per-cluster lists
+    assert pruned_shards(run_dir) == api_shards
+
+
+def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_env, inputs, api_shards, tmp_path):
+    """Part 2's output path is taken by a directory: the first embed attempt writes parts 0 and 1,
+    then fails with a real IsADirectoryError. The on_retry callback clears the path; the retry
+    embeds only parts 2 and 3 and the DAG finishes with the same shards as the API."""
+    run_dir = tmp_path / "run"
+    squatter = run_dir / "embeddings" / "img_emb" / "img_emb_2.npy"
+    squatter.mkdir(parents=True)
+    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir)},
+                             "--retry-delay-s", "0", "--clear-on-retry", f"embed={squatter}")
+
+    embed = result["tasks"]["embed"]
+    assert result["state"] == "success"
+    assert embed["try_number"] == 2 and len(embed["earlier_tries"]) == 1
+    assert embed["xcom"]["summary"]["shards"] == N_SHARDS - 2  # parts 0 and 1 were reused
+    assert embed["xcom"]["summary"]["valid"] == 80
+    assert pruned_shards(run_dir) == api_shards
