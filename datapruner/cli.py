@@ -33,6 +33,9 @@ RunnerOpt = typer.Option(None, "--runner", help="local or ray.")
 RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster address (implies --runner ray).")
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+FilterOpt = typer.Option(None, "--filter", help="Filter before the budget, repeatable, in order: NAME:KEY=VALUE[,...], "
+                         "e.g. semdedup:eps=0.05, semdedup:fraction=0.2, clip_score:threshold=0.2, el2n:offset=0.05. "
+                         "Replaces the config file's filters.")
 
 
 def _setup(quiet: bool) -> None:
@@ -99,7 +102,8 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
           num_workers: Optional[int] = WorkersOpt, embeddings: Optional[str] = EmbeddingsOpt,
           allow_pipe: Optional[bool] = PipeOpt, seed: Optional[int] = SeedOpt,
           shard_size: Optional[int] = ShardSizeOpt, device: Optional[str] = DeviceOpt,
-          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt):
+          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
+          filters: Optional[list[str]] = FilterOpt, quiet: bool = QuietOpt):
     """Everything: embed → cluster → score → select → write pruned shards to OUT/shards."""
     from datapruner import api
 
@@ -107,7 +111,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, clusters=clusters, model=model,
                   pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
-                  ray_address=ray_address)
+                  ray_address=ray_address, filters=_filters(filters))
     summary = _run(api.score, src, out, cfg.keep, cfg, progress=not quiet)
     _report("score", _one_screen(summary))
     typer.echo(f"\nkept {summary['select']['counts']['kept']} of {summary['select']['counts']['valid']} valid samples "
@@ -118,16 +122,29 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
 def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = ConfigOpt,
            metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
            seed: Optional[int] = SeedOpt, runner: Optional[str] = RunnerOpt,
-           ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt):
+           ray_address: Optional[str] = RayAddressOpt, filters: Optional[list[str]] = FilterOpt,
+           quiet: bool = QuietOpt):
     """Re-select from RUN's scores (seconds): a new keep fraction or policy, no re-embedding."""
     from datapruner import api
 
     _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
-                  ray_address=ray_address)
+                  ray_address=ray_address, filters=_filters(filters))
     if not _scores_have(run, cfg):
         _run(api.score_samples, run, cfg, progress=not quiet)
     _report("select", _one_screen({"select": _run(api.select, run, cfg.keep, cfg)}))
+
+
+def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:
+    """--filter values as Config.filters entries (None: keep the config file's)."""
+    if not specs:
+        return None
+    from datapruner.select.filters import parse_filter
+
+    try:
+        return [parse_filter(s) for s in specs]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _scores_have(run: Path, cfg: Config) -> bool:
@@ -154,12 +171,74 @@ def write(run: Path, config: Optional[Path] = ConfigOpt, shard_size: Optional[in
     _report("write", _run(api.write, run, cfg, progress=not quiet))
 
 
+@app.command()
+def report(run: Path, quiet: bool = QuietOpt):
+    """Write RUN/report/index.html: plots and galleries of kept vs. dropped samples."""
+    from datapruner import api
+
+    _setup(quiet)
+    typer.echo(_run(api.report, run))
+
+
 def _one_screen(summary: dict) -> dict:
     """The summary without per-cluster arrays (they are in manifest/summary.json)."""
     out = dict(summary)
     if "select" in out:
         out["select"] = {k: v for k, v in out["select"].items() if k != "clusters"}
     return out
+
+
+def _csv(value: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: {exc}") from None
+
+
+def _alpha(value: str):
+    return "auto" if value == "auto" else float(value)
+
+
+@app.command()
+def verify(run: Path, config: Optional[Path] = ConfigOpt,
+           methods: str = typer.Option("random,proto_hard,proto_easy,el2n,dbp", help="Comma list of pruning methods."),
+           fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
+           seeds: str = typer.Option("0,1,2", help="Comma list of student seeds (>= 3 for mean ± std)."),
+           kd_alphas: str = typer.Option("0,auto", "--kd-alphas", help="KD weights: floats in [0, 1] and/or 'auto' "
+                                         "(grows as the fraction shrinks). 0 = plain cross-entropy."),
+           budget_modes: str = typer.Option("fixed_epochs,fixed_steps", "--budget-modes", help="fixed_epochs and/or fixed_steps."),
+           student: str = typer.Option("mlp", help="linear | mlp (on embeddings) | cnn (on images from the shards)."),
+           balance: str = typer.Option("none", help="none | class (the method applied inside each class)."),
+           test_src: Optional[str] = typer.Option(None, "--test-src", help="Held-out data: shards, a run dir or an embeddings dir."),
+           test_fraction: float = typer.Option(0.2, "--test-fraction", help="Stratified hold-out when --test-src is not given."),
+           src: Optional[str] = typer.Option(None, "--src", help="Embed these shards into RUN first."),
+           epochs: int = typer.Option(20, help="fixed_epochs: passes over each subset (and the teacher's)."),
+           steps: Optional[int] = typer.Option(None, help="fixed_steps budget (default: EPOCHS passes over all training data)."),
+           train_batch_size: int = typer.Option(256, "--train-batch-size", help="Student batch size."),
+           lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (after warm-up)."),
+           width: int = typer.Option(256, help="Student width (teacher: 2x)."),
+           temperature: float = typer.Option(4.0, help="KD temperature T."),
+           image_size: int = typer.Option(32, "--image-size", help="cnn: images are resized to this square."),
+           channels: int = typer.Option(3, help="cnn: 1 (grayscale) or 3 (RGB)."),
+           threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+           results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where results go (default RUN/verify)."),
+           embeddings: Optional[str] = EmbeddingsOpt, model: Optional[str] = ModelOpt,
+           pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt,
+           seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt):
+    """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
+    from datapruner.pipelines.verify import run_verify
+
+    _setup(quiet)
+    cfg = _config(config, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters, seed=seed,
+                  device=device)
+    summary = _run(run_verify, run, cfg, methods=_csv(methods), fractions=_csv(fractions, float),
+                   seeds=_csv(seeds, int), kd_alphas=_csv(kd_alphas, _alpha), budget_modes=_csv(budget_modes),
+                   student=student, balance=balance, test_src=test_src, test_fraction=test_fraction, src=src,
+                   epochs=epochs, steps=steps, batch_size=train_batch_size, lr=lr, width=width,
+                   temperature=temperature, image_size=image_size, channels=channels, threads=threads,
+                   out=results_dir, progress=not quiet)
+    _report("verify", {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")})
+    typer.echo(f"\nresults: {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ class Config:
     runner: str = "local"  # local | ray
     ray_address: str | None = None
     workers: int = 1  # local processes for the score and write map steps
+    ray_embed_actors: int | None = None  # None: as many as the cluster's GPUs (or CPUs) hold
+    ray_num_gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0; 0.5 = two per GPU
+    ray_num_cpus_per_actor: float | None = None  # None: max(1, num_workers), the actor's decode workers
+    ray_num_cpus_per_task: float = 1  # score and write map tasks
+    ray_shards_per_call: int | None = None  # shards per embed actor call; None: max(1, num_workers)
+    ray_runtime_env: dict = field(default_factory=dict)  # passed to ray.init when set (e.g. {"working_dir": "."})
 
     def replace(self, **overrides: Any) -> "Config":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}

@@ -7,7 +7,7 @@ from importlib import import_module, metadata
 from datapruner.metrics.base import Metric
 
 _METRICS: dict[str, type[Metric]] = {}
-_BUILTIN = ("prototypicality", "random")
+_BUILTIN = ("prototypicality", "random", "clip_score", "dbp", "el2n", "semdedup")
 
 
 def register(cls: type[Metric]) -> type[Metric]:

@@ -20,8 +20,12 @@ STEP = "score"
 
 
 def metrics_needed(cfg: Config) -> list[str]:
-    """Always prototypicality and random (free, and the baselines); then the policy's metric and filters."""
-    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters)]
+    """Always prototypicality and random (free, and the baselines); then the policy's metric and filters,
+    and the budget when a metric shares its name (the dbp budget reads score_dbp)."""
+    from datapruner.metrics.registry import available
+
+    budget = [cfg.budget] if cfg.budget in available() else []
+    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters), *budget]
     return list(dict.fromkeys(names))
 
 

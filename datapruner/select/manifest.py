@@ -11,21 +11,34 @@ import pyarrow.compute as pc
 from datapruner.config import Config
 from datapruner.embed.outputs import save_npy, save_parquet
 from datapruner.io.rundir import RunDir, write_json
-from datapruner.select.policy import select_table
+from datapruner.select.policy import budget_name, select_table
 from datapruner.select.scores import load_errors, load_scores
 
 
 def build_manifest(run: RunDir, keep: float, cfg: Config) -> dict:
     scores = load_scores(run)
-    selected = select_table(scores, keep, cfg)
+    notes: dict = {}
+    selected = select_table(scores, keep, cfg, notes)
     manifest = _with_error_rows(selected, load_errors(run))
     save_parquet(run / "manifest/keep.parquet", manifest)
     uids = datacomp_uids(selected.filter(selected.column("kept")))
     if uids is not None:
         save_npy(run / "manifest/keep_uids.npy", uids)
     summary = summarise(manifest, keep, cfg)
+    if "budget_clusters" in notes:
+        summary["budget"] = budget_report(run, notes["budget_clusters"], budget_name(cfg))
     write_json(run / "manifest/summary.json", summary)
     return summary
+
+
+def budget_report(run: RunDir, clusters: pa.Table, budget: str) -> dict:
+    """Save a budget's per-cluster table as manifest/<budget>_clusters.parquet; return its summary."""
+    import json
+
+    path = run / f"manifest/{budget}_clusters.parquet"
+    save_parquet(path, clusters)
+    summary = json.loads((clusters.schema.metadata or {}).get(b"summary", b"{}"))
+    return {"name": budget, "clusters_file": str(path), **summary}
 
 
 def _with_error_rows(selected: pa.Table, errors: pa.Table | None) -> pa.Table:
@@ -66,6 +79,6 @@ def summarise(manifest: pa.Table, keep: float, cfg: Config) -> dict:
                    "kept": int(kept.sum())},
         "reasons": dict(sorted(reasons.items())),
         "clusters": {"size": sizes.tolist(), "kept": kept_per.tolist()},
-        "policy": {"metric": cfg.metric, "order": cfg.order, "budget": cfg.budget, "filters": list(cfg.filters),
+        "policy": {"metric": cfg.metric, "order": cfg.order, "budget": budget_name(cfg), "filters": list(cfg.filters),
                    "seed": cfg.seed},
     }

@@ -17,7 +17,8 @@ from datapruner.select.quotas import cluster_quotas
 
 # name -> fn(table, alive, options, cfg) -> bool mask of rows the filter removes
 FILTERS: dict[str, Callable] = {}
-# name -> fn(table, alive, k, cfg) -> per-cluster quotas (int array over cluster ids), or None for global
+# name -> fn(table, alive, k, cfg) -> None for global, per-cluster quotas (int array over cluster ids), or a
+# per-cluster table with a "quota" column (and columns explaining it; its schema metadata "summary" is JSON)
 BUDGETS: dict[str, Callable] = {}
 ORDERS = ("hard", "easy", "random")
 
@@ -65,14 +66,24 @@ def order_values(table: pa.Table, cfg: Config) -> np.ndarray:
     return -score if cfg.order == "hard" else score
 
 
-def ranking(table: pa.Table, cfg: Config) -> np.ndarray:
-    """Row indices, best first, with deterministic (shard, key) tie-breaks."""
+def tiebreak_position(table: pa.Table) -> np.ndarray:
+    """Each row's rank in (shard, key) order: the deterministic tie-break of every ordering."""
     keys = np.asarray(table.column("key").to_pylist(), dtype=object)
     shards = np.asarray(table.column("shard").to_pylist(), dtype=object)
     tiebreak = np.argsort(np.char.add(np.char.add(shards.astype(str), "\0"), keys.astype(str)), kind="stable")
     position = np.empty(len(tiebreak), np.int64)
     position[tiebreak] = np.arange(len(tiebreak))
-    return np.lexsort((position, order_values(table, cfg)))
+    return position
+
+
+def ranking(table: pa.Table, cfg: Config) -> np.ndarray:
+    """Row indices, best first, with deterministic (shard, key) tie-breaks."""
+    return np.lexsort((tiebreak_position(table), order_values(table, cfg)))
+
+
+def budget_name(cfg: Config) -> str:
+    """cfg.budget, except that a metric named like a budget (`--metric dbp`) implies it over the default global."""
+    return cfg.metric if cfg.budget == "global" and cfg.metric in BUDGETS else cfg.budget
 
 
 def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -88,17 +99,25 @@ def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]
     return alive, reason
 
 
-def select_table(table: pa.Table, keep: float, cfg: Config) -> pa.Table:
-    """The manifest rows for `table` (one row per valid sample): the input columns + kept + reason."""
+def select_table(table: pa.Table, keep: float, cfg: Config, notes: dict | None = None) -> pa.Table:
+    """The manifest rows for `table` (one row per valid sample): the input columns + kept + reason.
+
+    When the budget explains itself with a per-cluster table, it is put in `notes["budget_clusters"]`.
+    """
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"--keep must be a fraction in [0, 1], got {keep}")
     k = round(keep * table.num_rows)
     alive, reason = apply_filters(table, cfg)
     if alive.sum() < k:
         raise ValueError(f"the filters left {alive.sum()} samples but keep={keep} asks for {k}: loosen the filters or keep less")
-    if cfg.budget not in BUDGETS:
-        raise ValueError(f"unknown budget {cfg.budget!r}; available: {', '.join(sorted(BUDGETS))}")
-    quotas = BUDGETS[cfg.budget](table, alive, k, cfg)
+    budget = budget_name(cfg)
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; available: {', '.join(sorted(BUDGETS))}")
+    quotas = BUDGETS[budget](table, alive, k, cfg)
+    if isinstance(quotas, pa.Table):
+        if notes is not None:
+            notes["budget_clusters"] = quotas
+        quotas = quotas.column("quota").to_numpy()
     kept = take_in_order(table, alive, ranking(table, cfg), k, quotas)
     reason[kept] = "kept"
     leftover = alive & ~kept
@@ -131,3 +150,6 @@ def _rank_within_groups(groups: np.ndarray) -> np.ndarray:
 
 def kept_count(manifest: pa.Table) -> int:
     return int(pc.sum(manifest.column("kept")).as_py() or 0)
+
+
+from datapruner.select import dbp, filters  # noqa: E402,F401  (the built-in budgets and filters register here)

@@ -1,0 +1,150 @@
+"""Paul et al. 2021 (EL2N) on frozen embeddings: E over S probes of ||softmax(f(x)) − onehot(y)||₂.
+
+Labels: the metadata `label` column when every sample has one, otherwise the k-means cluster ids
+(option labels: auto | data | cluster). The fit is a barrier that streams the parts chunk by chunk
+(out of core: memory is one chunk plus the probes) for a few epochs, and saves the probe weights,
+the classes and each part's label ids under RUN/metrics/el2n/. Scoring a part is one forward pass.
+To drop the hardest share (likely label noise, Paul et al.'s offset) add the filter `el2n:offset=F`.
+Options (metric_options.el2n): models (S, 4), epochs (3), hidden (0 = linear; > 0: one ReLU layer),
+lr (Adam, 1e-2), batch_size (1024), chunk_rows (65536), labels (auto).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from datapruner.cluster.assign import assign
+from datapruner.cluster.faiss_backend import inner_product_index
+from datapruner.embed.outputs import metadata_path, read_img_emb, save_npy
+from datapruner.io.rundir import RunDir, atomic_path
+from datapruner.metrics.base import Metric, PartData
+from datapruner.metrics.probes import el2n_from_logits, init_probes, probe_logits, train_on_chunk
+from datapruner.metrics.registry import register
+from datapruner.metrics.state import fitted_token, inputs_token, is_fitted, mark_fitted, metric_options, state_dir
+
+log = logging.getLogger(__name__)
+DEFAULTS = {"models": 4, "epochs": 3, "hidden": 0, "lr": 1e-2, "batch_size": 1024, "chunk_rows": 65536,
+            "labels": "auto"}
+
+
+def torch_device(device: str):
+    import torch
+
+    return torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def data_labels(run: RunDir) -> list[np.ndarray] | None:
+    """Every part's `label` column, or None when some sample has no label."""
+    out = []
+    for part in run.part_ids():
+        table = pq.read_table(metadata_path(run, part))
+        if "label" not in table.column_names or table.column("label").null_count:
+            return None
+        out.append(table.column("label").to_numpy().astype(np.int64))
+    return out
+
+
+def cluster_labels(run: RunDir, device: str) -> list[np.ndarray]:
+    index = inner_product_index(np.load(run / "clusters/centroids.npy"), device)
+    return [assign(read_img_emb(run, part), index)[0].astype(np.int64) for part in run.part_ids()]
+
+
+def write_labels(run: RunDir, mode: str, device: str) -> int:
+    """Save each part's class ids (0..C-1) and the class values; return C."""
+    if mode not in ("auto", "data", "cluster"):
+        raise ValueError(f"el2n labels must be auto, data or cluster, got {mode!r}")
+    labels = data_labels(run) if mode != "cluster" else None
+    if labels is None and mode == "data":
+        raise ValueError("el2n labels=data, but some samples have no label (metadata column 'label')")
+    source = "data" if labels is not None else "cluster"
+    if labels is None:
+        labels = cluster_labels(run, device)
+        classes = np.arange(len(np.load(run / "clusters/centroids.npy")))
+    else:
+        classes = np.unique(np.concatenate(labels)) if labels else np.zeros(0, np.int64)
+    directory = state_dir(run, "el2n")
+    for part, values in zip(run.part_ids(), labels):
+        save_npy(directory / f"labels/part-{part}.npy", np.searchsorted(classes, values).astype(np.int32))
+    save_npy(directory / "classes.npy", classes)
+    log.info("el2n: %d classes from %s labels", len(classes), source)
+    return max(1, len(classes))
+
+
+def stream_chunks(run: RunDir, rng: np.random.Generator, chunk_rows: int):
+    """(embeddings float32, class ids) chunks over the parts, in a seeded random part and chunk order."""
+    directory = state_dir(run, "el2n")
+    for p in rng.permutation(len(run.part_ids())):
+        part = run.part_ids()[p]
+        emb, labels = read_img_emb(run, part), np.load(directory / f"labels/part-{part}.npy", mmap_mode="r")
+        for lo in rng.permutation(np.arange(0, len(emb), chunk_rows)):
+            yield np.asarray(emb[lo:lo + chunk_rows], np.float32), np.asarray(labels[lo:lo + chunk_rows], np.int64)
+
+
+def train_ensemble(run: RunDir, classes: int, options: dict, seed: int, device) -> dict:
+    import torch
+
+    dim = read_img_emb(run, run.part_ids()[0]).shape[1]
+    params = {k: v.to(device).requires_grad_() for k, v in
+              init_probes(int(options["models"]), dim, classes, int(options["hidden"]), seed).items()}
+    optimizer = torch.optim.Adam(params.values(), lr=float(options["lr"]))
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    for epoch in range(int(options["epochs"])):
+        losses = [train_on_chunk(params, optimizer, torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                                 int(options["batch_size"]), gen)
+                  for x, y in stream_chunks(run, rng, int(options["chunk_rows"]))]
+        log.info("el2n: epoch %d, mean loss %.4f", epoch + 1, float(np.mean(losses)) if losses else float("nan"))
+    return {k: v.detach().cpu() for k, v in params.items()}
+
+
+def probes_path(run: RunDir):
+    return state_dir(run, "el2n") / "probes.pt"
+
+
+@lru_cache(maxsize=4)
+def load_probes(path: str, token: str) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def el2n_scores(params: dict, x: np.ndarray, labels: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """The EL2N score of every row of x (n, d) against class ids `labels`, averaged over the probes."""
+    import torch
+
+    out = np.empty(len(x), np.float32)
+    with torch.no_grad():
+        for lo in range(0, len(x), chunk):
+            xb = torch.from_numpy(np.asarray(x[lo:lo + chunk], np.float32))
+            yb = torch.from_numpy(np.asarray(labels[lo:lo + chunk], np.int64))
+            out[lo:lo + chunk] = el2n_from_logits(probe_logits(params, xb), yb).numpy()
+    return out
+
+
+@register
+class EL2N(Metric):
+    name = "el2n"
+
+    def fit(self, run: RunDir, cfg) -> None:
+        import torch
+
+        options = metric_options(cfg, self.name, DEFAULTS)
+        token = inputs_token(run, cfg, self.name, options)
+        if is_fitted(run, self.name, token):
+            return
+        classes = write_labels(run, options["labels"], cfg.device)
+        params = train_ensemble(run, classes, options, cfg.seed, torch_device(cfg.device))
+        with atomic_path(probes_path(run)) as tmp:
+            torch.save(params, tmp)
+        mark_fitted(run, self.name, token)
+
+    def score(self, part: PartData, cfg) -> np.ndarray:
+        params = load_probes(str(probes_path(part.run)), self.state_token(part.run))
+        labels = np.load(state_dir(part.run, self.name) / f"labels/part-{part.part}.npy")
+        return el2n_scores(params, part.img_emb, labels)
+
+    def state_token(self, run: RunDir) -> str:
+        return fitted_token(run, self.name)

@@ -1,0 +1,107 @@
+"""Abbas et al. 2023 (SemDeDup): semantic near-duplicates inside each k-means cluster.
+
+Definition used here (the authors' code): inside a cluster, samples are put in order — by
+distance to the centroid, farthest first for order "hard" (the default; nearest first for "easy"),
+ties by (part, row) — and a sample's duplicate score is its maximum cosine similarity to any
+*earlier* sample of its cluster (−1 for the first). The score does not depend on ε: the filter
+`semdedup:eps=E` removes samples scoring above 1 − E, and `semdedup:fraction=F` removes the F share
+with the highest scores (a quantile, i.e. the ε that removes F). The first sample of each cluster,
+and of each group of near-duplicates, is never removed by ε. Scores are over all valid samples, so
+put semdedup first among the filters (the paper deduplicates before anything else).
+
+The fit is a barrier: it assigns every part, groups the rows by cluster in bounded batches
+(datapruner/metrics/cluster_groups.py), scores each cluster in blocks of `block` rows (memory
+block² floats), and writes one score file per part under RUN/metrics/semdedup/scores/ (the scores
+are held in memory meanwhile: 4 bytes per row).
+Options (metric_options.semdedup): order (hard|easy), max_rows (1_000_000), block (4096).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from datapruner.embed.outputs import save_npy
+from datapruner.io.rundir import RunDir
+from datapruner.metrics.base import Metric, PartData
+from datapruner.metrics.cluster_groups import ClusterBatch, assign_parts, cluster_batches
+from datapruner.metrics.registry import register
+from datapruner.metrics.state import fitted_token, inputs_token, is_fitted, mark_fitted, metric_options, state_dir
+
+DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 4096}
+
+
+def max_similarity_to_earlier(x: np.ndarray, block: int = 4096) -> np.ndarray:
+    """For rows in order: each row's max cosine similarity (x·x') to any earlier row; −1 for the first."""
+    n = len(x)
+    out = np.full(n, -1.0, np.float32)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        best = np.full(hi - lo, -1.0, np.float32)
+        for clo in range(0, hi, block):
+            chi = min(hi, clo + block)
+            sim = x[lo:hi] @ x[clo:chi].T
+            if chi > lo:  # the diagonal block: only strictly earlier columns count
+                sim[np.arange(clo, chi)[None, :] >= np.arange(lo, hi)[:, None]] = -np.inf
+            best = np.maximum(best, sim.max(axis=1))
+        out[lo:hi] = best
+    return out
+
+
+def within_cluster_order(batch: ClusterBatch, order: str) -> np.ndarray:
+    """Row indices of the batch sorted by cluster, then by the dedup order, then (part, row)."""
+    if order not in ("hard", "easy"):
+        raise ValueError(f"semdedup order must be hard or easy, got {order!r}")
+    key = -batch.dist if order == "hard" else batch.dist
+    return np.lexsort((batch.row, batch.part, key, batch.cluster))
+
+
+def duplicate_scores(batch: ClusterBatch, order: str, block: int) -> np.ndarray:
+    """The duplicate score of every row of the batch, in the batch's row order."""
+    idx = within_cluster_order(batch, order)
+    clusters = batch.cluster[idx]
+    starts = np.r_[0, np.flatnonzero(clusters[1:] != clusters[:-1]) + 1, len(idx)]
+    scores = np.empty(len(idx), np.float32)
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        rows = idx[lo:hi]
+        scores[rows] = max_similarity_to_earlier(np.asarray(batch.emb[rows], np.float32), block)
+    return scores
+
+
+def scores_path(run: RunDir, part: str):
+    return state_dir(run, "semdedup") / f"scores/part-{part}.npy"
+
+
+@register
+class SemDeDup(Metric):
+    name = "semdedup"
+
+    def fit(self, run: RunDir, cfg) -> None:
+        options = metric_options(cfg, self.name, DEFAULTS)
+        token = inputs_token(run, cfg, self.name, {"order": options["order"]})
+        if is_fitted(run, self.name, token):
+            return
+        scratch = state_dir(run, self.name) / "assign"
+        sizes = assign_parts(run, scratch, cfg.device)
+        parts = run.part_ids()
+        out = [np.full(int(np.load(scratch / f"cluster_{p}.npy", mmap_mode="r").shape[0]), -1.0, np.float32)
+               for p in parts]
+        for batch in cluster_batches(run, scratch, sizes, int(options["max_rows"])):
+            scores = duplicate_scores(batch, options["order"], int(options["block"]))
+            for p in np.unique(batch.part):
+                mine = batch.part == p
+                out[p][batch.row[mine]] = scores[mine]
+        for part, scores in zip(parts, out):
+            save_npy(scores_path(run, part), scores)
+        run.clear(str(scratch.relative_to(run.root)))
+        mark_fitted(run, self.name, token)
+
+    def score(self, part: PartData, cfg) -> np.ndarray:
+        scores = np.load(scores_path(part.run, part.part))
+        if len(scores) != part.meta.num_rows:
+            raise ValueError(f"{scores_path(part.run, part.part)} has {len(scores)} rows for {part.meta.num_rows} "
+                             "samples: delete RUN/metrics/semdedup and rerun score")
+        return scores
+
+    def state_token(self, run: RunDir) -> str:
+        return fitted_token(run, self.name)
+

@@ -1,0 +1,94 @@
+"""The built-in filters: each reads one metric's score column and removes alive rows.
+
+Filter options (one mode each; fractions are of the rows still alive when the filter runs, and
+are removed exactly, ties broken by (shard, key)):
+- semdedup:  eps=E       remove rows whose duplicate score (max cosine similarity to an earlier row
+                         of their cluster, datapruner/metrics/semdedup.py) exceeds 1 − E
+             fraction=F  remove the F share with the highest duplicate score (the ε this implies is logged)
+- clip_score: threshold=T remove rows with image-text cosine below T;  fraction=F  the lowest F share
+- el2n:      offset=F    remove the F share with the highest EL2N (the hardest, likely mislabelled)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from datapruner.config import Config
+from datapruner.select.policy import register_filter, tiebreak_position
+
+log = logging.getLogger(__name__)
+
+
+def one_mode(name: str, options: dict, modes: tuple[str, ...]) -> tuple[str, float]:
+    given = [m for m in modes if m in options]
+    unknown = set(options) - set(modes)
+    if unknown or len(given) != 1:
+        raise ValueError(f"filter {name} takes exactly one of {', '.join(modes)}; got {options or 'none'}")
+    value = float(options[given[0]])
+    if given[0] in ("fraction", "offset") and not 0.0 <= value <= 1.0:
+        raise ValueError(f"filter {name}: {given[0]} must be in [0, 1], got {value}")
+    return given[0], value
+
+
+def score_column(table: pa.Table, metric: str) -> np.ndarray:
+    column = f"score_{metric}"
+    if column not in table.column_names:
+        raise ValueError(f"the scores have no {column!r}: rerun `datapruner score` with --filter {metric}:...")
+    return table.column(column).to_numpy().astype(np.float64)
+
+
+def highest_alive(table: pa.Table, alive: np.ndarray, values: np.ndarray, fraction: float) -> np.ndarray:
+    """A mask of the round(fraction · alive) alive rows with the highest values, ties by (shard, key)."""
+    count = round(fraction * int(alive.sum()))
+    order = np.lexsort((tiebreak_position(table), -values))
+    order = order[alive[order]]
+    removed = np.zeros(len(alive), bool)
+    removed[order[:count]] = True
+    return removed
+
+
+@register_filter("semdedup")
+def semdedup_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
+    mode, value = one_mode("semdedup", options, ("eps", "fraction"))
+    dup = score_column(table, "semdedup")
+    if mode == "eps":
+        return alive & (dup > 1.0 - value)
+    removed = highest_alive(table, alive, dup, value)
+    if removed.any():
+        log.info("semdedup: removing %d rows = eps %.4g (similarity > %.4g)", removed.sum(),
+                 1.0 - dup[removed].min(), dup[removed].min())
+    return removed
+
+
+@register_filter("clip_score")
+def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
+    mode, value = one_mode("clip_score", options, ("threshold", "fraction"))
+    score = score_column(table, "clip_score")
+    if mode == "threshold":
+        return alive & (score < value)
+    return highest_alive(table, alive, -score, value)
+
+
+@register_filter("el2n")
+def el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
+    _, value = one_mode("el2n", options, ("offset",))
+    return highest_alive(table, alive, score_column(table, "el2n"), value)
+
+
+def parse_filter(text: str) -> dict:
+    """`name:key=value,key=value` (the CLI's --filter) → {"name": name, key: value}; values parsed as YAML."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    spec: dict = {"name": name.strip()}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--filter {text!r}: expected name:key=value[,key=value], e.g. semdedup:eps=0.05")
+        spec[key.strip()] = yaml.safe_load(value)
+    if not spec["name"]:
+        raise ValueError(f"--filter {text!r} has no filter name")
+    return spec
