@@ -68,9 +68,8 @@ def order_values(table: pa.Table, cfg: Config) -> np.ndarray:
 
 def tiebreak_position(table: pa.Table) -> np.ndarray:
     """Each row's rank in (shard, key) order: the deterministic tie-break of every ordering."""
-    keys = np.asarray(table.column("key").to_pylist(), dtype=object)
-    shards = np.asarray(table.column("shard").to_pylist(), dtype=object)
-    tiebreak = np.argsort(np.char.add(np.char.add(shards.astype(str), "\0"), keys.astype(str)), kind="stable")
+    tiebreak = pc.sort_indices(table.select(["shard", "key"]),
+                               sort_keys=[("shard", "ascending"), ("key", "ascending")]).to_numpy()
     position = np.empty(len(tiebreak), np.int64)
     position[tiebreak] = np.arange(len(tiebreak))
     return position
