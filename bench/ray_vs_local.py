@@ -1,0 +1,89 @@
+"""`score` with the Ray runner against the local runner on the same shards (default 8 × 200, tiny model).
+
+    python bench/ray_vs_local.py [--shards 8] [--per-shard 200] [--num-workers 2] [--cpus 2]
+
+Prints the wall time of every step for both runners, Ray's own costs (ray.init, one embed actor's start
+and model load), a second Ray run on the already-started Ray, and whether the outputs are byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from datapruner import api
+from datapruner.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from shardmaker import write_shards  # noqa: E402
+
+COMPARED = ("embeddings", "scores", "manifest", "shards")
+
+
+def timed_score(src: str, run: Path, cfg: Config) -> dict:
+    steps = [("embed", lambda: api.embed(src, run, cfg, False)), ("cluster", lambda: api.cluster(run, cfg)),
+             ("score", lambda: api.score_samples(run, cfg, False)), ("select", lambda: api.select(run, cfg.keep, cfg)),
+             ("write", lambda: api.write(run, cfg, False))]
+    times = {}
+    for name, step in steps:
+        start = time.perf_counter()
+        step()
+        times[name] = round(time.perf_counter() - start, 2)
+    times["total"] = round(sum(times.values()), 2)
+    return times
+
+
+def actor_ready_seconds(run: Path, cfg: Config) -> float:
+    """One embed actor: process start, imports and model load, then an empty call."""
+    import ray
+
+    from datapruner.runners.ray import EmbedWorker, actor_resources
+
+    cpus, gpus = actor_resources(cfg)
+    start = time.perf_counter()
+    actor = ray.remote(EmbedWorker).options(num_cpus=cpus, num_gpus=gpus).remote(str(run), 1, cfg)
+    ray.get(actor.embed.remote([]))
+    seconds = time.perf_counter() - start
+    ray.kill(actor)
+    return round(seconds, 2)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for sub in COMPARED for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--per-shard", type=int, default=200)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=2)
+    args = parser.parse_args()
+    cfg = Config(model="datapruner-tiny", pretrained="none", device="cpu", batch_size=64, num_workers=args.num_workers,
+                 clusters=8, shard_size=200, keep=0.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_shards(root / "src", args.shards, args.per_shard)
+        src = str(root / "src")
+        result = {"samples": args.shards * args.per_shard, "local": timed_score(src, root / "local", cfg)}
+        start = time.perf_counter()
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        result["ray_init"] = round(time.perf_counter() - start, 2)
+        ray_cfg = cfg.replace(runner="ray")
+        result["ray_first_run"] = timed_score(src, root / "ray1", ray_cfg)
+        result["ray_second_run"] = timed_score(src, root / "ray2", ray_cfg)
+        result["ray_one_actor_ready"] = actor_ready_seconds(root / "ray2", ray_cfg)
+        result["byte_identical"] = tree(root / "local") == tree(root / "ray1") == tree(root / "ray2")
+        ray.shutdown()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
