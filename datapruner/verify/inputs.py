@@ -1,0 +1,105 @@
+"""Gathering what the verify study needs from a run: scores for every method, train and test splits."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from datapruner.io.rundir import RunDir
+from datapruner.verify.data import Split, embedding_split, embeddings_root, image_split, run_embedding_split
+from datapruner.verify.subsets import metrics_of
+
+log = logging.getLogger(__name__)
+IMAGE_STUDENTS = ("cnn",)
+
+
+def scores_with_metrics(run: str | Path, cfg, metrics: list[str]) -> pa.Table:
+    """The run's scores table with a score_<m> column for every metric in `metrics`.
+
+    Missing metrics are scored with the run's own score step (clustering first if needed); the
+    scores parts are left as `cfg.metric` would write them.
+    """
+    from datapruner import api
+
+    rd = RunDir(run)
+    if not (rd / "clusters/centroids.npy").exists():
+        api.cluster(run, cfg)
+    table = _load_or_none(run)
+    if table is None:
+        api.score_samples(run, cfg, progress=False)
+        table = api.load_scores(run)
+    missing = [m for m in metrics if table is None or f"score_{m}" not in table.column_names]
+    if not missing:
+        return table
+    extra = {}
+    for metric in missing:
+        log.info("verify: scoring the run with metric %s", metric)
+        api.score_samples(run, cfg.replace(metric=metric), progress=False)
+        extra[f"score_{metric}"] = api.load_scores(run).column(f"score_{metric}")
+    api.score_samples(run, cfg, progress=False)  # leave scores/ as the run's own config writes it
+    table = api.load_scores(run)
+    for name, column in extra.items():
+        if name not in table.column_names:
+            table = table.append_column(name, column)
+    return table
+
+
+def _load_or_none(run) -> pa.Table | None:
+    from datapruner import api
+
+    try:
+        return api.load_scores(run)
+    except FileNotFoundError:
+        return None
+
+
+def metrics_for(methods) -> list[str]:
+    return list(dict.fromkeys(name for m in methods for name in metrics_of(m)))
+
+
+def train_split(run: str | Path, table: pa.Table, student: str, image_size: int, channels: int) -> Split:
+    rd = RunDir(run)
+    if student in IMAGE_STUDENTS:
+        return image_split(rd.shards(), image_size, channels, table)
+    return run_embedding_split(rd, table)
+
+
+def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: int, channels: int) -> Split:
+    """A held-out test set from `test_src`: shards, a run dir, or a precomputed embeddings dir."""
+    from datapruner.io.shards import list_shards
+
+    if student in IMAGE_STUDENTS:
+        return image_split(list_shards(test_src, allow_pipe=cfg.allow_pipe), image_size, channels)
+    try:
+        return embedding_split(embeddings_root(test_src))
+    except FileNotFoundError:
+        pass
+    from datapruner import api
+
+    test_run = Path(run) / "verify" / "test_run"
+    log.info("verify: embedding the test shards %s into %s", test_src, test_run)
+    api.embed(test_src, test_run, cfg, progress=False)
+    return embedding_split(test_run / "embeddings")
+
+
+def holdout_split(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
+    """(train rows, test rows) of the scores table: a stratified hold-out by label."""
+    from datapruner.verify.data import labels_of, stratified_holdout
+
+    mask = stratified_holdout(labels_of(table, "the run's scores"), fraction, seed)
+    return table.filter(pa.array(~mask)), table.filter(pa.array(mask))
+
+
+def kept_indices(table: pa.Table, methods, fractions, seeds, cfg, balance: str) -> dict:
+    """{(method, fraction, seed): sorted row indices of `table` the method keeps}."""
+    from datapruner.verify.subsets import kept_mask
+
+    out = {}
+    for method in methods:
+        for fraction in fractions:
+            for seed in seeds:
+                out[(method, fraction, seed)] = np.flatnonzero(kept_mask(table, method, fraction, cfg, seed, balance))
+    return out
