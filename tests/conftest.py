@@ -44,3 +44,14 @@ def run_copy(scored_run, tmp_path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(scored_run, dst)
     return dst
+
+
+@pytest.fixture
+def one_thread():
+    """Single-threaded torch, so seeded trainings are bit-reproducible."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,8 +17,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path, title: str | None = None, dpi: int = 100) -> Path:
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def score_histogram(scores: np.ndarray, kept: np.ndarray, name: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.histogram_bin_edges(scores, bins=50)
     ax.hist(scores[~kept], bins=bins, alpha=0.6, label=f"not kept ({(~kept).sum()})")
@@ -25,13 +35,11 @@ def score_histogram(scores: np.ndarray, kept: np.ndarray, name: str, path: Path)
     ax.set_xlabel(name)
     ax.set_ylabel("samples")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def cluster_bars(sizes: np.ndarray, kept: np.ndarray, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     order = np.argsort(-sizes, kind="stable")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(sizes))
@@ -40,6 +48,4 @@ def cluster_bars(sizes: np.ndarray, kept: np.ndarray, path: Path) -> None:
     ax.set_xlabel("cluster (by size)")
     ax.set_ylabel("samples")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

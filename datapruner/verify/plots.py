@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from datapruner.report.plots import pyplot, save_figure
+
 
 def _figure_groups(agg: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -27,10 +29,7 @@ def _kd_label(alpha_setting: str) -> str:
 
 def accuracy_figure(entries: list[dict], title: str, teacher_accuracy: float | None, path: Path) -> Path:
     """One panel per method: accuracy (mean ± std over seeds) vs kept fraction, a line per KD setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     methods = _curves(entries, "method")
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
@@ -45,19 +44,12 @@ def accuracy_figure(entries: list[dict], title: str, teacher_accuracy: float | N
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%), mean ± std over seeds")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=110)
 
 
 def error_figure(entries: list[dict], fits: list[dict], title: str, path: Path) -> Path:
     """Log-log error vs kept size: one panel per KD setting, a line per method, fitted power law dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     settings = _curves(entries, "alpha_setting")
@@ -75,11 +67,7 @@ def error_figure(entries: list[dict], fits: list[dict], title: str, path: Path) 
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("test error")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=110)
 
 
 def write_plots(agg: list[dict], fits: list[dict], out_dir: str | Path, teacher_accuracy: float | None = None) -> list[Path]:

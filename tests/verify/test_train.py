@@ -37,14 +37,6 @@ def test_budgets_and_batches():
     assert sorted(torch.cat(batches[:3]).tolist()) == list(range(25))
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_training_is_seeded_and_learns(one_thread):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=g)

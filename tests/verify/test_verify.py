@@ -20,12 +20,6 @@ from shardmaker import write_shards  # noqa: E402
 CFG = Config(**TINY, clusters=4, shard_size=16)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 METHODS = ("random", "proto_hard", "proto_easy", "dbp")
 
 
