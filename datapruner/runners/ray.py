@@ -38,7 +38,7 @@ class EmbedWorker:
         from datapruner.embed.model import load_clip
 
         self.run, self.n_shards, self.cfg = RunDir(run_root), n_shards, cfg
-        self.clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
+        self.clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
 
     def embed(self, tasks: list) -> dict:
         """Shards already marked done are skipped: a call retried after a crash redoes only the rest."""
