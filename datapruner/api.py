@@ -56,10 +56,14 @@ def load_scores(run: str | Path):
     return load(RunDir(run))
 
 
-def select(run: str | Path, keep: float | None = None, cfg: Config = Config()) -> dict:
-    """Write manifest/ for a keep fraction; reads only the scores, so it takes seconds."""
+def select(run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Write manifest/ for a keep fraction. Reads only the scores (seconds); a policy that needs a
+    metric the scores lack scores it first (no re-embedding)."""
+    from datapruner.metrics.step import scores_cover
     from datapruner.select.manifest import build_manifest
 
+    if not scores_cover(RunDir(run), cfg):
+        score_samples(run, cfg, progress)
     return build_manifest(RunDir(run), cfg.keep if keep is None else keep, cfg)
 
 

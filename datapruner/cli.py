@@ -130,9 +130,7 @@ def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = 
     _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
-    if not _scores_have(run, cfg):
-        _run(api.score_samples, run, cfg, progress=not quiet)
-    _report("select", _one_screen({"select": _run(api.select, run, cfg.keep, cfg)}))
+    _report("select", _one_screen({"select": _run(api.select, run, cfg.keep, cfg, progress=not quiet)}))
 
 
 def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:
@@ -145,19 +143,6 @@ def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:
         return [parse_filter(s) for s in specs]
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-
-
-def _scores_have(run: Path, cfg: Config) -> bool:
-    """Whether RUN's score parts already hold every column this policy needs."""
-    import pyarrow.parquet as pq
-
-    from datapruner.metrics.step import metrics_needed
-
-    parts = sorted((run / "scores").glob("part-*.parquet"))
-    if not parts:
-        return False
-    have = set(pq.read_schema(parts[0]).names)
-    return all(f"score_{m}" in have for m in metrics_needed(cfg))
 
 
 @app.command()

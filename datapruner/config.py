@@ -35,6 +35,7 @@ class Config:
     budget: str = "global"  # global | cluster
     filters: tuple[dict, ...] = ()  # e.g. ({"name": "semdedup", "eps": 0.05},)
     metric_options: dict = field(default_factory=dict)  # {metric_name: {option: value}}
+    metrics: tuple[str, ...] = ()  # more metrics to score beside the policy's (columns score_<name>)
     keep: float = 0.3
     # writing
     shard_size: int = 10000
@@ -55,6 +56,8 @@ class Config:
             raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
         if "filters" in overrides:
             overrides["filters"] = tuple(dict(f) for f in overrides["filters"] or ())
+        if "metrics" in overrides:
+            overrides["metrics"] = tuple(overrides["metrics"] or ())
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:

@@ -21,16 +21,27 @@ STEP = "score"
 
 def metrics_needed(cfg: Config) -> list[str]:
     """Always prototypicality and random (free, and the baselines); then the policy's metric and filters,
-    and the budget when a metric shares its name (the dbp budget reads score_dbp)."""
+    the budget when a metric shares its name (the dbp budget reads score_dbp), and cfg.metrics."""
     from datapruner.metrics.registry import available
 
     budget = [cfg.budget] if cfg.budget in available() else []
-    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters), *budget]
+    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters), *budget, *cfg.metrics]
     return list(dict.fromkeys(names))
 
 
 def scores_path(run: RunDir, part: str):
     return run / f"scores/part-{part}.parquet"
+
+
+def scores_cover(run: RunDir, cfg: Config) -> bool:
+    """Whether every score part exists and holds each column this policy needs."""
+    import pyarrow.parquet as pq
+
+    paths = [scores_path(run, part) for part in run.part_ids()]
+    if not all(p.exists() for p in paths):
+        return False
+    have = set(pq.read_schema(paths[0]).names)
+    return all(f"score_{m}" in have for m in metrics_needed(cfg))
 
 
 def fit_metrics(run: RunDir, cfg: Config) -> str:

@@ -17,6 +17,7 @@ from datapruner.select.scores import load_errors, load_scores
 
 def build_manifest(run: RunDir, keep: float, cfg: Config) -> dict:
     scores = load_scores(run)
+    _remove_optional_outputs(run)
     notes: dict = {}
     selected = select_table(scores, keep, cfg, notes)
     manifest = _with_error_rows(selected, load_errors(run))
@@ -29,6 +30,12 @@ def build_manifest(run: RunDir, keep: float, cfg: Config) -> dict:
         summary["budget"] = budget_report(run, notes["budget_clusters"], budget_name(cfg))
     write_json(run / "manifest/summary.json", summary)
     return summary
+
+
+def _remove_optional_outputs(run: RunDir) -> None:
+    """Files only some policies or data write: a new selection must not leave an older one's behind."""
+    for path in [run / "manifest/keep_uids.npy", *(run / "manifest").glob("*_clusters.parquet")]:
+        path.unlink(missing_ok=True)
 
 
 def budget_report(run: RunDir, clusters: pa.Table, budget: str) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from datapruner.io.rundir import RunDir
+from datapruner.metrics.step import metrics_needed
 from datapruner.verify.data import Split, embedding_split, embeddings_root, image_split, run_embedding_split
 from datapruner.verify.subsets import metrics_of
 
@@ -19,41 +20,20 @@ IMAGE_STUDENTS = ("cnn",)
 def scores_with_metrics(run: str | Path, cfg, metrics: list[str]) -> pa.Table:
     """The run's scores table with a score_<m> column for every metric in `metrics`.
 
-    Missing metrics are scored with the run's own score step (clustering first if needed); the
-    scores parts are left as `cfg.metric` would write them.
+    Scores are (re)computed once, with the run's own step, when a column is missing (clustering first
+    if needed); scores/ then holds these extra columns beside the policy's.
     """
     from datapruner import api
+    from datapruner.metrics.step import scores_cover
 
     rd = RunDir(run)
     if not (rd / "clusters/centroids.npy").exists():
         api.cluster(run, cfg)
-    table = _load_or_none(run)
-    if table is None:
-        api.score_samples(run, cfg, progress=False)
-        table = api.load_scores(run)
-    missing = [m for m in metrics if table is None or f"score_{m}" not in table.column_names]
-    if not missing:
-        return table
-    extra = {}
-    for metric in missing:
-        log.info("verify: scoring the run with metric %s", metric)
-        api.score_samples(run, cfg.replace(metric=metric), progress=False)
-        extra[f"score_{metric}"] = api.load_scores(run).column(f"score_{metric}")
-    api.score_samples(run, cfg, progress=False)  # leave scores/ as the run's own config writes it
-    table = api.load_scores(run)
-    for name, column in extra.items():
-        if name not in table.column_names:
-            table = table.append_column(name, column)
-    return table
-
-
-def _load_or_none(run) -> pa.Table | None:
-    from datapruner import api
-
-    try:
-        return api.load_scores(run)
-    except FileNotFoundError:
-        return None
+    scoring = cfg.replace(metrics=tuple(dict.fromkeys([*cfg.metrics, *metrics])))
+    if not scores_cover(rd, scoring):
+        log.info("verify: scoring the run with metrics %s", ", ".join(metrics_needed(scoring)))
+        api.score_samples(run, scoring, progress=False)
+    return api.load_scores(run)
 
 
 def metrics_for(methods) -> list[str]:

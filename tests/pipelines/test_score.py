@@ -167,3 +167,11 @@ def test_killed_score_resumes_to_the_same_manifest_and_shards(tmp_path):
     assert [p.name for p in full_shards] == [p.name for p in sorted((killed / "shards").iterdir())]
     assert all(p.read_bytes() == (killed / "shards" / p.name).read_bytes() for p in full_shards)
     assert len(_pruned_samples(killed)) == 96
+
+
+def test_a_new_selection_leaves_no_stale_optional_outputs(run_copy):
+    api.select(run_copy, 0.3, Config(metric="dbp"))
+    assert (run_copy / "manifest/dbp_clusters.parquet").exists()
+    api.select(run_copy, 0.0, Config())
+    assert not (run_copy / "manifest/dbp_clusters.parquet").exists()
+    assert not (run_copy / "manifest/keep_uids.npy").exists()
