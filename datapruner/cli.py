@@ -36,6 +36,8 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 FilterOpt = typer.Option(None, "--filter", help="Filter before the budget, repeatable, in order: NAME:KEY=VALUE[,...], "
                          "e.g. semdedup:eps=0.05, semdedup:fraction=0.2, clip_score:threshold=0.2, el2n:offset=0.05. "
                          "Replaces the config file's filters.")
+MetricOptionOpt = typer.Option(None, "--metric-option", help="Metric options, repeatable: NAME:KEY=VALUE[,...], "
+                               "e.g. dbp:tau=0.05,neighbours=10 or el2n:models=2. Merged over the config file's.")
 
 
 def _setup(quiet: bool) -> None:
@@ -103,7 +105,8 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
           allow_pipe: Optional[bool] = PipeOpt, seed: Optional[int] = SeedOpt,
           shard_size: Optional[int] = ShardSizeOpt, device: Optional[str] = DeviceOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
-          filters: Optional[list[str]] = FilterOpt, quiet: bool = QuietOpt):
+          filters: Optional[list[str]] = FilterOpt, metric_options: Optional[list[str]] = MetricOptionOpt,
+          quiet: bool = QuietOpt):
     """Everything: embed → cluster → score → select → write pruned shards to OUT/shards."""
     from datapruner import api
 
@@ -112,6 +115,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
                   pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
+    cfg = _with_metric_options(cfg, metric_options)
     summary = _run(api.score, src, out, cfg.keep, cfg, progress=not quiet)
     _report("score", _one_screen(summary))
     typer.echo(f"\nkept {summary['select']['counts']['kept']} of {summary['select']['counts']['valid']} valid samples "
@@ -123,14 +127,37 @@ def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = 
            metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
            seed: Optional[int] = SeedOpt, runner: Optional[str] = RunnerOpt,
            ray_address: Optional[str] = RayAddressOpt, filters: Optional[list[str]] = FilterOpt,
-           quiet: bool = QuietOpt):
+           metric_options: Optional[list[str]] = MetricOptionOpt, quiet: bool = QuietOpt):
     """Re-select from RUN's scores (seconds): a new keep fraction or policy, no re-embedding."""
     from datapruner import api
 
     _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
+    cfg = _with_metric_options(cfg, metric_options)
     _report("select", _one_screen({"select": _run(api.select, run, cfg.keep, cfg, progress=not quiet)}))
+
+
+def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
+    """--metric-option values merged over the config's metric_options."""
+    if not specs:
+        return cfg
+    from datapruner.select.filters import parse_filter
+
+    merged = {name: dict(options) for name, options in cfg.metric_options.items()}
+    from datapruner.metrics.registry import available
+
+    for text in specs:
+        try:
+            spec = parse_filter(text, "--metric-option")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        name = spec.pop("name")
+        if name not in available() or not spec:
+            raise typer.BadParameter(f"--metric-option {text!r}: expected METRIC:KEY=VALUE[,...] with METRIC one of "
+                                     f"{', '.join(available())}")
+        merged.setdefault(name, {}).update(spec)
+    return cfg.replace(metric_options=merged)
 
 
 def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:

@@ -78,8 +78,9 @@ def el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: C
     return highest_alive(table, alive, score_column(table, "el2n"), value)
 
 
-def parse_filter(text: str) -> dict:
-    """`name:key=value,key=value` (the CLI's --filter) → {"name": name, key: value}; values parsed as YAML."""
+def parse_filter(text: str, flag: str = "--filter") -> dict:
+    """`name:key=value,key=value` (the CLI's --filter, --metric-option) → {"name": name, key: value};
+    values parsed as YAML."""
     import yaml
 
     name, _, rest = text.partition(":")
@@ -87,8 +88,8 @@ def parse_filter(text: str) -> dict:
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--filter {text!r}: expected name:key=value[,key=value], e.g. semdedup:eps=0.05")
+            raise ValueError(f"{flag} {text!r}: expected name:key=value[,key=value], e.g. semdedup:eps=0.05")
         spec[key.strip()] = yaml.safe_load(value)
     if not spec["name"]:
-        raise ValueError(f"--filter {text!r} has no filter name")
+        raise ValueError(f"{flag} {text!r} has no name before the colon")
     return spec

@@ -53,3 +53,18 @@ def test_select_with_filters_rescored_in_seconds(run_copy):
 def test_a_bad_filter_is_a_clear_error(run_copy):
     result = CliRunner().invoke(app, ["select", str(run_copy), "--filter", "semdedup:eps=0.1,fraction=0.2"])
     assert result.exit_code != 0 and "exactly one of eps, fraction" in result.output
+
+
+def test_metric_options_from_flags_reach_the_dbp_budget(run_copy):
+    def tau_after(*flags):
+        result = CliRunner().invoke(app, ["select", str(run_copy), "--keep", "0.3", "--metric", "dbp", "-q", *flags])
+        assert result.exit_code == 0, result.output
+        return pq.read_table(run_copy / "manifest/dbp_clusters.parquet")
+
+    default = tau_after()
+    sharp = tau_after("--metric-option", "dbp:tau=0.0001,beta=0")
+    assert sum(sharp.column("quota").to_pylist()) == 18
+    assert max(sharp.column("p").to_pylist()) > max(default.column("p").to_pylist())
+    assert sharp.column("lower").to_pylist() == [0] * sharp.num_rows
+    bad = CliRunner().invoke(app, ["select", str(run_copy), "--metric-option", "dbp-tau"])
+    assert bad.exit_code != 0 and "--metric-option" in bad.output
