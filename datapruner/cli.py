@@ -119,7 +119,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     summary = _run(api.score, src, out, cfg.keep, cfg, progress=not quiet)
     _report("score", _one_screen(summary))
     typer.echo(f"\nkept {summary['select']['counts']['kept']} of {summary['select']['counts']['valid']} valid samples "
-               f"→ {out}/shards ({summary['write']['shards']} shards); manifest: {out}/manifest/keep.parquet")
+               f"→ {out}/shards ({summary['write']['shards']} shards); manifest: {out}/manifest/keep.parquet; report: {summary['report']}")
 
 
 @app.command()
