@@ -20,6 +20,7 @@ class ClipModel:
     device: str
     precision: str
     dim: int
+    image_size: int | None  # the vision tower's input side, when it has one
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -76,4 +77,12 @@ def load_clip(name: str, pretrained: str | None, device: str = "auto", precision
     log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
     model.eval()
-    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), device, precision, model.visual.output_dim)
+    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), device, precision, model.visual.output_dim,
+                     _input_side(model.visual))
+
+
+def _input_side(visual) -> int | None:
+    size = getattr(visual, "image_size", None)
+    if isinstance(size, (tuple, list)):
+        return max(size)
+    return size if isinstance(size, int) else None

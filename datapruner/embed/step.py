@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 import numpy as np
 from tqdm import tqdm
@@ -10,7 +12,7 @@ from tqdm import tqdm
 from datapruner.config import Config
 from datapruner.embed.model import ClipModel, autocast, load_clip
 from datapruner.embed.outputs import write_embed_part
-from datapruner.embed.stream import ShardStream, ShardTask
+from datapruner.embed.stream import Decoder, ShardStream, ShardTask
 from datapruner.io.rundir import RunDir, part_id
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,15 @@ def embed_tasks(run: RunDir, tasks: list[ShardTask], n_shards: int, cfg: Config,
     if not tasks:
         return {"samples": 0, "errors": 0, "shards": 0}
     clip = clip or load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
-    stream = ShardStream(tasks, clip.preprocess, cfg.batch_size, cfg.caption_field, cfg.label_field)
+    decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field)
+    stream = ShardStream(tasks, decoder, cfg.batch_size)
     workers = min(cfg.num_workers, len(tasks))
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
                                          prefetch_factor=2 if workers else None)
     pending: dict[int, dict] = {}
     totals = {"samples": 0, "errors": 0, "shards": 0}
-    with tqdm(total=None, unit="sample", desc="embed", disable=not progress) as bar:
+    with threads_beside_workers(clip.device, workers), \
+            tqdm(total=None, unit="sample", desc="embed", disable=not progress) as bar:
         for batch in loader:
             buf = pending.setdefault(batch["index"], {"img": [], "txt": [], "rows": [], "errors": []})
             _embed_into(buf, batch, clip)
@@ -43,6 +47,22 @@ def embed_tasks(run: RunDir, tasks: list[ShardTask], n_shards: int, cfg: Config,
             if batch["last"]:
                 _finish_shard(run, batch, pending.pop(batch["index"]), n_shards, clip.dim, totals)
     return totals
+
+
+@contextlib.contextmanager
+def threads_beside_workers(device: str, workers: int):
+    """On the CPU, leave the decode workers their cores: torch's spinning threads would starve them."""
+    import torch
+
+    if device != "cpu" or workers == 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _embed_into(buf: dict, batch: dict, clip: ClipModel) -> None:

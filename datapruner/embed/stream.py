@@ -19,14 +19,23 @@ class ShardTask:
     url: str
 
 
-def shard_batches(task: ShardTask, preprocess: Callable, batch_size: int, caption_field: str = "caption",
-                  label_field: str = "label") -> Iterator[dict]:
+@dataclass(frozen=True)
+class Decoder:
+    """How a sample becomes a model input and a metadata row."""
+
+    preprocess: Callable
+    image_size: int | None = None  # the model's input size: big JPEGs are decoded at a reduced scale ≥ this
+    caption_field: str = "caption"
+    label_field: str = "label"
+
+
+def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterator[dict]:
     """Batches of one shard, in sample order; the last one has last=True (and may be empty)."""
     batch = _empty_batch(task)
     try:
         with open_shard(task.url) as stream:
             for sample in iter_samples(stream):
-                _add_sample(batch, sample, preprocess, caption_field, label_field)
+                _add_sample(batch, sample, decoder)
                 if len(batch["rows"]) == batch_size:
                     yield batch
                     batch = _empty_batch(task)
@@ -40,17 +49,17 @@ def _empty_batch(task: ShardTask) -> dict:
     return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False}
 
 
-def _add_sample(batch: dict, sample, preprocess: Callable, caption_field: str, label_field: str) -> None:
+def _add_sample(batch: dict, sample, decoder: Decoder) -> None:
     if sample.error:
         batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
         return
     try:
-        image = preprocess(decode_image(image_bytes(sample.members)))
+        image = decoder.preprocess(decode_image(image_bytes(sample.members), decoder.image_size))
     except UnusableSample as exc:
         batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
         return
     row = {"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length}
-    row.update(text_fields(sample.members, caption_field, label_field))
+    row.update(text_fields(sample.members, decoder.caption_field, decoder.label_field))
     batch["images"].append(image)
     batch["rows"].append(row)
 
@@ -58,16 +67,14 @@ def _add_sample(batch: dict, sample, preprocess: Callable, caption_field: str, l
 class ShardStream(torch.utils.data.IterableDataset):
     """Shards split whole across DataLoader workers, so decoding runs beside the model."""
 
-    def __init__(self, tasks: list[ShardTask], preprocess: Callable, batch_size: int, caption_field: str,
-                 label_field: str):
+    def __init__(self, tasks: list[ShardTask], decoder: Decoder, batch_size: int):
         super().__init__()
-        self.tasks, self.preprocess, self.batch_size = tasks, preprocess, batch_size
-        self.caption_field, self.label_field = caption_field, label_field
+        self.tasks, self.decoder, self.batch_size = tasks, decoder, batch_size
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         mine = self.tasks if info is None else self.tasks[info.id::info.num_workers]
         for task in mine:
-            for batch in shard_batches(task, self.preprocess, self.batch_size, self.caption_field, self.label_field):
+            for batch in shard_batches(task, self.decoder, self.batch_size):
                 batch["images"] = torch.stack(batch["images"]) if batch["images"] else None
                 yield batch
