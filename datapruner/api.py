@@ -10,8 +10,10 @@ from datapruner.io.runinfo import start_run
 from datapruner.io.shards import list_shards
 
 
-def embed(src: str, run: str | Path, cfg: Config = Config(), progress: bool = True) -> dict:
-    """Embed every shard of `src` into RUN/embeddings (finished shards are skipped on a rerun)."""
+def embed(src: str, run: str | Path, cfg: Config = Config(), progress: bool = True,
+          parts: list[int] | None = None) -> dict:
+    """Embed every shard of `src` (or the shards with indices `parts`) into RUN/embeddings; finished
+    shards are skipped on a rerun."""
     from datapruner.runners import get_runner
 
     rd = RunDir(run)
@@ -21,7 +23,7 @@ def embed(src: str, run: str | Path, cfg: Config = Config(), progress: bool = Tr
         from datapruner.embed.precomputed import link_precomputed
 
         return link_precomputed(rd, cfg.embeddings, shards)
-    totals = get_runner(cfg).embed(rd, shards, cfg, progress)
+    totals = get_runner(cfg).embed(rd, shards, cfg, progress, parts)
     return _record_counts(rd, "embed", totals)
 
 
@@ -41,12 +43,22 @@ def cluster(run: str | Path, cfg: Config = Config()) -> dict:
     return fit(RunDir(run), cfg)
 
 
-def score_samples(run: str | Path, cfg: Config = Config(), progress: bool = True) -> dict:
-    """Assign every sample to its centroid and score it with the policy's metrics (scores/)."""
+def fit_metrics(run: str | Path, cfg: Config = Config()) -> dict:
+    """The barrier half of scoring (e.g. EL2N's probes, SemDeDup's per-cluster pass); reused when fitted."""
+    from datapruner.metrics.step import fit_metrics as fit, metrics_needed
+
+    fit(RunDir(run), cfg)
+    return {"metrics": metrics_needed(cfg)}
+
+
+def score_samples(run: str | Path, cfg: Config = Config(), progress: bool = True,
+                  parts: list[int] | None = None) -> dict:
+    """Assign every sample (or those of the parts with indices `parts`) to its centroid and score it
+    with the policy's metrics (scores/)."""
     from datapruner.metrics.step import score_all
     from datapruner.runners import get_runner
 
-    return score_all(RunDir(run), cfg, get_runner(cfg), progress)
+    return score_all(RunDir(run), cfg, get_runner(cfg), progress, parts)
 
 
 def load_scores(run: str | Path):
@@ -67,12 +79,34 @@ def select(run: str | Path, keep: float | None = None, cfg: Config = Config(), p
     return build_manifest(RunDir(run), cfg.keep if keep is None else keep, cfg)
 
 
-def write(run: str | Path, cfg: Config = Config(), progress: bool = True) -> dict:
-    """Copy the manifest's kept samples, byte for byte, into RUN/shards/."""
+def write(run: str | Path, cfg: Config = Config(), progress: bool = True, parts: list[int] | None = None) -> dict:
+    """Copy the manifest's kept samples, byte for byte, into RUN/shards/ (only the output shards with
+    indices `parts`, when given)."""
     from datapruner.io.shard_writer import write_shards
     from datapruner.runners import get_runner
 
-    return write_shards(RunDir(run), cfg.shard_size, get_runner(cfg), progress)
+    return write_shards(RunDir(run), cfg.shard_size, get_runner(cfg), progress, parts)
+
+
+MAP_STEPS = ("embed", "score_samples", "write")
+
+
+def partition(step: str, run: str | Path, cfg: Config = Config(), groups: int = 8, src: str | None = None) -> list[list[int]]:
+    """Split a map step's parts into at most `groups` contiguous groups, for an orchestrator that runs
+    each group as its own task (e.g. Airflow mapped tasks): embed → shard indices (needs `src`),
+    score_samples → part indices, write → output shard indices (this plans the write: run it after select)."""
+    from datapruner.io.shard_writer import plan_write
+
+    if step == "embed":
+        count = len(list_shards(src, allow_pipe=cfg.allow_pipe))
+    elif step == "score_samples":
+        count = len(RunDir(run).part_ids())
+    elif step == "write":
+        count = plan_write(RunDir(run), cfg.shard_size)[2]
+    else:
+        raise ValueError(f"partition: {step!r} is not a map step; use one of {', '.join(MAP_STEPS)}")
+    size = -(-count // max(1, groups)) if count else 1
+    return [list(range(lo, min(lo + size, count))) for lo in range(0, count, size)]
 
 
 def score(src: str, run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:

@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 STEP = "embed"
 
 
-def pending_tasks(run: RunDir, shards: list[str]) -> list[ShardTask]:
-    return [ShardTask(i, url) for i, url in enumerate(shards) if not run.is_done(STEP, part_id(i, len(shards)))]
+def pending_tasks(run: RunDir, shards: list[str], parts: list[int] | None = None) -> list[ShardTask]:
+    """Shards not yet embedded (only those whose index is in `parts`, when given)."""
+    wanted = range(len(shards)) if parts is None else sorted(set(parts))
+    return [ShardTask(i, shards[i]) for i in wanted if not run.is_done(STEP, part_id(i, len(shards)))]
 
 
 def embed_tasks(run: RunDir, tasks: list[ShardTask], n_shards: int, cfg: Config, clip: ClipModel | None = None,

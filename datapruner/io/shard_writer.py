@@ -98,17 +98,27 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(s, n) for s, n in merged]
 
 
-def write_shards(run: RunDir, shard_size: int, runner, progress: bool = True) -> dict:
+def plan_write(run: RunDir, shard_size: int) -> tuple[str, int, int]:
+    """The write barrier: (plan path, kept samples, output shard count); removes shards beyond that count.
+    Idempotent: every call for the same manifest writes the same plan."""
     plan = write_plan(run)
     plan_path = run / "manifest/write_plan.parquet"
     with atomic_path(plan_path) as tmp:
         pq.write_table(plan, tmp)
     n_out = int(np.ceil(plan.num_rows / shard_size)) if plan.num_rows else 0
-    token = manifest_token(run, shard_size)
-    fn = partial(write_one, run_root=str(run.root), plan_path=str(plan_path), shard_size=shard_size, token=token)
-    counts = runner.map(fn, range(n_out), "write", progress)
     _remove_stale_shards(run, n_out)
-    return {"shards": n_out, "samples": plan.num_rows, "shards_reused": sum(1 for c in counts if c < 0)}
+    return str(plan_path), plan.num_rows, n_out
+
+
+def write_shards(run: RunDir, shard_size: int, runner, progress: bool = True, parts: list[int] | None = None) -> dict:
+    """Every output shard, or only those with these indices."""
+    plan_path, samples, n_out = plan_write(run, shard_size)
+    token = manifest_token(run, shard_size)
+    fn = partial(write_one, run_root=str(run.root), plan_path=plan_path, shard_size=shard_size, token=token)
+    todo = range(n_out) if parts is None else [j for j in sorted(set(parts)) if j < n_out]
+    counts = runner.map(fn, todo, "write", progress)
+    return {"shards": n_out, "samples": samples, "shards_written": len(todo),
+            "shards_reused": sum(1 for c in counts if c < 0)}
 
 
 def _remove_stale_shards(run: RunDir, n_out: int) -> None:

@@ -80,8 +80,11 @@ def load_part(run: RunDir, part: str, shard: str, cfg: Config) -> PartData:
     return PartData(run, part, emb, read_text_emb(run, part), read_metadata(run, part, shard), clusters, dist, centroids)
 
 
-def score_all(run: RunDir, cfg: Config, runner, progress: bool = True) -> dict:
+def score_all(run: RunDir, cfg: Config, runner, progress: bool = True, parts: list[int] | None = None) -> dict:
+    """Fit (a no-op when already fitted), then score every part, or only the parts with these indices."""
     token = fit_metrics(run, cfg)
     items = list(zip(run.part_ids(), run.shards()))
+    if parts is not None:
+        items = [items[i] for i in sorted(set(parts))]
     done = runner.map(partial(score_part, run_root=str(run.root), cfg=cfg, token=token), items, "score", progress)
     return {"parts": len(items), "parts_reused": sum(1 for n in done if n < 0), "metrics": metrics_needed(cfg)}

@@ -15,10 +15,11 @@ class LocalRunner:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def embed(self, run: RunDir, shards: list[str], cfg: Config, progress: bool = True) -> dict:
+    def embed(self, run: RunDir, shards: list[str], cfg: Config, progress: bool = True,
+              parts: list[int] | None = None) -> dict:
         from datapruner.embed.step import embed_tasks, pending_tasks
 
-        return embed_tasks(run, pending_tasks(run, shards), len(shards), cfg, progress=progress)
+        return embed_tasks(run, pending_tasks(run, shards, parts), len(shards), cfg, progress=progress)
 
     def map(self, fn: Callable, items: Iterable, desc: str, progress: bool = True) -> list:
         """fn(item) for every item, in order; `workers` > 1 uses processes."""

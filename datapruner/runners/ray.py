@@ -59,10 +59,11 @@ class RayRunner:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def embed(self, run: RunDir, shards: list[str], cfg: Config, progress: bool = True) -> dict:
+    def embed(self, run: RunDir, shards: list[str], cfg: Config, progress: bool = True,
+              parts: list[int] | None = None) -> dict:
         from datapruner.embed.step import pending_tasks
 
-        tasks = pending_tasks(run, shards)
+        tasks = pending_tasks(run, shards, parts)
         totals = {"samples": 0, "errors": 0, "shards": 0}
         if not tasks:
             return totals

@@ -175,3 +175,25 @@ def test_a_new_selection_leaves_no_stale_optional_outputs(run_copy):
     api.select(run_copy, 0.0, Config())
     assert not (run_copy / "manifest/dbp_clusters.parquet").exists()
     assert not (run_copy / "manifest/keep_uids.npy").exists()
+
+
+def test_map_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path):
+    """What an orchestrator does with api.partition: each group of parts as its own call."""
+    run = tmp_path / "grouped"
+    cfg = Config(**TINY, clusters=4, shard_size=16)
+    src = str(shard_dir)
+    for group in api.partition("embed", run, cfg, groups=2, src=src):
+        api.embed(src, run, cfg, progress=False, parts=group)
+    api.cluster(run, cfg)
+    api.fit_metrics(run, cfg)
+    for group in reversed(api.partition("score_samples", run, cfg, groups=3)):
+        api.score_samples(run, cfg, progress=False, parts=group)
+    api.select(run, 0.3, cfg)
+    groups = api.partition("write", run, cfg, groups=5)
+    assert groups == [[0], [1]]
+    for group in groups:
+        assert api.write(run, cfg, progress=False, parts=group)["shards_written"] == 1
+    for sub in ("embeddings", "scores", "manifest", "shards"):
+        expected = {p.relative_to(scored_run): p.read_bytes() for p in (scored_run / sub).rglob("*") if p.is_file()}
+        got = {p.relative_to(run): p.read_bytes() for p in (run / sub).rglob("*") if p.is_file()}
+        assert got == expected, sub
