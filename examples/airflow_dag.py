@@ -1,6 +1,9 @@
-"""Example Airflow DAG: prune a WebDataset source with one task per datapruner step.
+"""Example Airflow DAGs: prune a WebDataset source with one task per datapruner step.
 
-    embed → cluster → score → select → write
+    datapruner_prune:         embed → cluster → score → select → write
+    datapruner_prune_mapped:  the same, with the map steps (embed, score, write) fanned out as mapped
+                              tasks, one per group of parts, so Airflow workers share the work:
+        plan_embed → embed[g] → cluster → fit_metrics → plan_score → score[g] → select → plan_write → write[g]
 
 Every task is idempotent and safe to retry: datapruner writes each part to a temporary name,
 renames it into place and leaves a completion marker, so a retried (or re-triggered) task skips
@@ -15,6 +18,7 @@ Inputs come from DAG params (set them when triggering: `airflow dags trigger dat
     DATAPRUNER_CONFIG   YAML preset (model, clusters, policy, ...); empty = package defaults
     DATAPRUNER_KEEP     fraction of valid samples to keep (default 0.3)
     DATAPRUNER_METRIC   metric that orders samples (default: the config's, prototypicality)
+    DATAPRUNER_GROUPS   mapped DAG: how many mapped tasks per map step at most (default 8)
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ PARAMS = {
                   description="Fraction of valid samples to keep."),
     "metric": Param(os.environ.get("DATAPRUNER_METRIC", ""), type="string",
                     description="Metric that orders samples (empty: the config's)."),
+    "groups": Param(int(os.environ.get("DATAPRUNER_GROUPS", "8")), type="integer", minimum=1,
+                    description="Mapped DAG: mapped tasks per map step, at most."),
 }
 
 DEFAULT_ARGS = {
@@ -52,16 +58,14 @@ COMMON = {
     "metric": "{{ params.metric }}",
 }
 
+DAG_SETTINGS = dict(schedule=None, params=PARAMS, default_args=DEFAULT_ARGS, catchup=False, tags=["datapruner"],
+                    max_active_runs=1,  # two runs must not write the same run directory at once
+                    doc_md=__doc__)
+
 with DAG(
     dag_id="datapruner_prune",
     description="Prune an image-text WebDataset: embed, cluster, score, select, write.",
-    schedule=None,
-    params=PARAMS,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,  # two runs must not write the same run directory at once
-    catchup=False,
-    tags=["datapruner"],
-    doc_md=__doc__,
+    **DAG_SETTINGS,
 ) as dag:
     embed = DataprunerOperator(task_id="embed", step="embed", src="{{ params.src }}",
                                execution_timeout=timedelta(hours=24), **COMMON)
@@ -70,3 +74,26 @@ with DAG(
     select = DataprunerOperator(task_id="select", step="select", **COMMON)
     write = DataprunerOperator(task_id="write", step="write", **COMMON)
     chain(embed, cluster, score, select, write)
+
+
+def fan_out(step: str, task_id: str, **kwargs):
+    """A partition task and the mapped tasks that run its groups of parts."""
+    plan = DataprunerOperator(task_id=f"plan_{task_id}", step="partition", of=step, groups="{{ params.groups }}",
+                              **kwargs)
+    mapped = DataprunerOperator.partial(task_id=task_id, step=step, **kwargs).expand(parts=plan.output)
+    return plan, mapped
+
+
+with DAG(
+    dag_id="datapruner_prune_mapped",
+    description="Prune an image-text WebDataset with the map steps as mapped tasks.",
+    **DAG_SETTINGS,
+) as mapped_dag:
+    plan_embed, embed_groups = fan_out("embed", "embed", src="{{ params.src }}", **COMMON)
+    cluster_all = DataprunerOperator(task_id="cluster", step="cluster", **COMMON)
+    fit_metrics = DataprunerOperator(task_id="fit_metrics", step="fit_metrics", **COMMON)
+    plan_score, score_groups = fan_out("score_samples", "score", **COMMON)
+    select_all = DataprunerOperator(task_id="select", step="select", **COMMON)
+    plan_write, write_groups = fan_out("write", "write", **COMMON)
+    chain(plan_embed, embed_groups, cluster_all, fit_metrics, plan_score, score_groups, select_all, plan_write,
+          write_groups)

@@ -4,7 +4,7 @@ Run in a subprocess whose environment points AIRFLOW_HOME at a throw-away, migra
 database: Airflow reads its configuration once, at import, so the test process stays clean.
 
     python airflow_dag_runner.py RESULT.json --conf '{"src": ..., "run_dir": ...}'
-        [--retry-delay-s 0] [--clear-on-retry TASK=PATH]
+        [--retry-delay-s 0] [--clear-on-retry TASK=PATH] [--dag-id datapruner_prune_mapped]
 
 --clear-on-retry removes PATH from an `on_retry_callback` of TASK: the way an operator fixes
 the cause of a failure (here, something squatting on an output path) before Airflow retries.
@@ -21,11 +21,11 @@ from pathlib import Path
 DAG_ID = "datapruner_prune"
 
 
-def load_example_dag(dags_folder: str):
+def load_example_dag(dags_folder: str, dag_id: str = DAG_ID):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=dags_folder)
-    return bag.dags.get(DAG_ID), {str(k): str(v) for k, v in bag.import_errors.items()}
+    return bag.dags.get(dag_id), {str(k): str(v) for k, v in bag.import_errors.items()}
 
 
 def clear_path_on_retry(dag, task_id: str, path: str) -> None:
@@ -50,7 +50,8 @@ def task_outcomes(dag_run) -> dict:
                 TaskInstanceHistory.task_id == ti.task_id).order_by(TaskInstanceHistory.try_number)).all()
             xcom = session.scalars(XComModel.get_many(run_id=ti.run_id, dag_ids=ti.dag_id, task_ids=ti.task_id,
                                                       key="return_value")).first()
-            outcomes[ti.task_id] = {
+            name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+            outcomes[name] = {
                 "state": str(ti.state), "try_number": ti.try_number, "earlier_tries": [str(s) for s in earlier],
                 "xcom": XComModel.deserialize_value(xcom) if xcom is not None else None,
             }
@@ -63,11 +64,12 @@ def main() -> None:
     parser.add_argument("--conf", required=True)
     parser.add_argument("--retry-delay-s", type=float, default=None)
     parser.add_argument("--clear-on-retry", default=None)
+    parser.add_argument("--dag-id", default=DAG_ID)
     args = parser.parse_args()
 
     from airflow.configuration import conf
 
-    dag, import_errors = load_example_dag(conf.get("core", "dags_folder"))
+    dag, import_errors = load_example_dag(conf.get("core", "dags_folder"), args.dag_id)
     result: dict = {"import_errors": import_errors, "dag_found": dag is not None}
     if dag is not None:
         if args.retry_delay_s is not None:

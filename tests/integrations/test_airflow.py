@@ -159,3 +159,19 @@ def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_e
     assert embed["xcom"]["summary"]["shards"] == N_SHARDS - 2  # parts 0 and 1 were reused
     assert embed["xcom"]["summary"]["valid"] == 80
     assert pruned_shards(run_dir) == api_shards
+
+
+def test_mapped_dag_fans_the_map_steps_out_and_writes_the_api_shards(airflow_env, inputs, api_shards, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir), "groups": 2},
+                             "--dag-id", "datapruner_prune_mapped")
+
+    assert result["import_errors"] == {} and result["dag_found"]
+    assert result["state"] == "success", result["tasks"]
+    states = {t: o["state"] for t, o in result["tasks"].items()}
+    assert set(states.values()) == {"success"}
+    assert {t for t in states if t.startswith(("embed[", "score[", "write["))} == {
+        "embed[0]", "embed[1]", "score[0]", "score[1]", "write[0]", "write[1]"}
+    assert result["tasks"]["plan_embed"]["xcom"] == [[0, 1], [2, 3]]
+    assert result["tasks"]["plan_write"]["xcom"] == [[0], [1]]
+    assert pruned_shards(run_dir) == api_shards

@@ -25,34 +25,42 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "select": ("manifest/keep.parquet", "manifest/summary.json"),
     "write": ("shards",),
     "report": ("report/index.html",),
+    "fit_metrics": ("metrics",),
 }
 STEP_OUTPUTS["score"] = tuple(p for outputs in STEP_OUTPUTS.values() for p in outputs)  # end to end
 STEPS_READING_SOURCE = ("embed", "score")
+MAP_STEPS = ("embed", "score_samples", "write")  # may run as mapped tasks, one per group of parts
 
 
 class DataprunerOperator(BaseOperator):
     """Run one step of datapruner.api (the same functions the CLI calls) on a run directory.
 
-    :param step: embed, cluster, score_samples, select, write, report, or score (all of them, end to end).
+    :param step: embed, cluster, fit_metrics, score_samples, select, write, report, score (all of them,
+        end to end), or partition: split the map step `of` into at most `groups` groups of parts and
+        return them (a list of lists) for ``.expand(parts=...)`` of mapped tasks.
     :param run_dir: the run directory (templated).
     :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; embed and score only).
     :param keep: fraction of valid samples to keep (templated; a string is converted).
     :param metric: the metric that orders samples (templated).
     :param config_path: a YAML preset (templated); empty means the package defaults.
     :param overrides: further Config options, e.g. ``{"clusters": 100}`` (values templated).
+    :param parts: for embed, score_samples and write: only these parts (a mapped task's group).
+    :param of: for partition: the map step to split.
+    :param groups: for partition: how many groups at most (templated).
     :param progress: show tqdm bars in the task log.
     :return: a small XCom: the step, the run directory, output paths and counts (never per-cluster lists).
     """
 
-    template_fields: Sequence[str] = ("run_dir", "src", "keep", "metric", "config_path", "overrides")
+    template_fields: Sequence[str] = ("run_dir", "src", "keep", "metric", "config_path", "overrides", "groups")
     template_ext: Sequence[str] = ()
     ui_color = "#d9ead3"
 
     def __init__(self, *, step: str, run_dir: str, src: str | None = None, keep: float | str | None = None,
                  metric: str | None = None, config_path: str | None = None, overrides: dict | None = None,
+                 parts: list[int] | None = None, of: str | None = None, groups: int | str = 8,
                  progress: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_step(step, src)
+        _check_step(step, src, of)
         self.step = step
         self.run_dir = run_dir
         self.src = src
@@ -61,12 +69,19 @@ class DataprunerOperator(BaseOperator):
         self.config_path = config_path
         self.overrides = overrides or {}
         self.progress = progress
+        self.parts = parts
+        self.of = of
+        self.groups = groups
 
-    def execute(self, context: Any) -> dict:
+    def execute(self, context: Any) -> dict | list:
         cfg = self.resolved_config()
-        log.info("datapruner %s: run_dir=%s src=%s keep=%s metric=%s", self.step, self.run_dir, self.src,
-                 cfg.keep, cfg.metric)
-        summary = run_step(self.step, self.src, self.run_dir, cfg, self.progress)
+        log.info("datapruner %s: run_dir=%s src=%s keep=%s metric=%s parts=%s", self.step, self.run_dir, self.src,
+                 cfg.keep, cfg.metric, self.parts)
+        if self.step == "partition":
+            from datapruner import api
+
+            return api.partition(self.of, self.run_dir, cfg, int(self.groups), self.src)
+        summary = run_step(self.step, self.src, self.run_dir, cfg, self.progress, self.parts)
         result = xcom_summary(self.step, self.run_dir, summary)
         log.info("datapruner %s done: %s", self.step, result)
         return result
@@ -77,27 +92,34 @@ class DataprunerOperator(BaseOperator):
         return load_config(self.config_path or None, keep=keep, metric=self.metric or None, **self.overrides)
 
 
-def _check_step(step: str, src: str | None) -> None:
+def _check_step(step: str, src: str | None, of: str | None = None) -> None:
+    if step == "partition":
+        if of not in MAP_STEPS:
+            raise ValueError(f"partition needs of= one of {', '.join(MAP_STEPS)}, got {of!r}")
+        step = of
     if step not in STEP_OUTPUTS:
-        raise ValueError(f"unknown datapruner step {step!r}: use one of {', '.join(STEP_OUTPUTS)}")
+        raise ValueError(f"unknown datapruner step {step!r}: use one of partition, {', '.join(STEP_OUTPUTS)}")
     if step in STEPS_READING_SOURCE and not src:
         raise ValueError(f"datapruner step {step!r} needs src (the source shards)")
 
 
-def run_step(step: str, src: str | None, run_dir: str, cfg: Config, progress: bool = False) -> dict:
+def run_step(step: str, src: str | None, run_dir: str, cfg: Config, progress: bool = False,
+             parts: list[int] | None = None) -> dict:
     """Call the datapruner.api function for `step`; the heavy libraries load here."""
     from datapruner import api
 
     if step == "embed":
-        return api.embed(src, run_dir, cfg, progress=progress)
+        return api.embed(src, run_dir, cfg, progress=progress, parts=parts)
     if step == "cluster":
         return api.cluster(run_dir, cfg)
+    if step == "fit_metrics":
+        return api.fit_metrics(run_dir, cfg)
     if step == "score_samples":
-        return api.score_samples(run_dir, cfg, progress=progress)
+        return api.score_samples(run_dir, cfg, progress=progress, parts=parts)
     if step == "select":
         return api.select(run_dir, cfg.keep, cfg)
     if step == "write":
-        return api.write(run_dir, cfg, progress=progress)
+        return api.write(run_dir, cfg, progress=progress, parts=parts)
     if step == "report":
         return {"report": str(api.report(run_dir))}
     return api.score(src, run_dir, cfg.keep, cfg, progress=progress)
