@@ -197,3 +197,20 @@ def test_map_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path)
         expected = {p.relative_to(scored_run): p.read_bytes() for p in (scored_run / sub).rglob("*") if p.is_file()}
         got = {p.relative_to(run): p.read_bytes() for p in (run / sub).rglob("*") if p.is_file()}
         assert got == expected, sub
+
+
+def test_laion_style_embeddings_without_byte_ranges_still_write_the_same_shards(scored_run, shard_dir, tmp_path):
+    """clip-retrieval metadata has key and caption but no shard or byte range: write finds them by a scan."""
+    import shutil
+
+    emb = tmp_path / "laion_emb"
+    shutil.copytree(scored_run / "embeddings", emb)
+    for path in (emb / "metadata").glob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.select(["key", "caption"]), path)
+    run = tmp_path / "laion"
+    api.score(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embeddings=str(emb)), progress=False)
+    expected = {p.name: p.read_bytes() for p in (scored_run / "shards").glob("*.tar")}
+    assert {p.name: p.read_bytes() for p in (run / "shards").glob("*.tar")} == expected
+    kept = pq.read_table(run / "manifest/keep.parquet").to_pylist()
+    assert sum(r["kept"] for r in kept) == 18 and all(r["shard"].endswith(".tar") for r in kept)
