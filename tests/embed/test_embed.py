@@ -106,3 +106,17 @@ def test_rerun_with_other_shards_is_refused(tmp_path, shard_dir):
     write_shards(other, n_shards=1, per_shard=3)
     result = CliRunner().invoke(app, ["embed", str(other), "--out", str(run)])
     assert result.exit_code == 2 and "different shard list" in result.output
+
+
+def test_a_file_that_is_not_a_tar_is_recorded_and_the_run_goes_on(tmp_path):
+    src = tmp_path / "src"
+    write_shards(src, n_shards=2, per_shard=5)
+    (src / "zz-garbage.tar").write_bytes(b"this is not a tar archive at all" * 40)
+    run = tmp_path / "run"
+    summary = api.embed(str(src), run, Config(**TINY), progress=False)
+    assert summary["valid"] == 10 and summary["errors"] == 1
+    (error,) = pq.read_table(run / "errors/part-2.parquet").to_pylist()
+    assert error["shard"].endswith("zz-garbage.tar") and "corrupt" in error["reason"]
+    assert np.load(run / "embeddings/img_emb/img_emb_2.npy").shape == (0, 64)
+    result = api.score(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
+    assert result["select"]["counts"] == {"samples": 11, "valid": 10, "invalid": 1, "kept": 5}
