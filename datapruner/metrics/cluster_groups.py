@@ -1,7 +1,7 @@
 """The rows of a run grouped by k-means cluster, a batch of whole clusters at a time (bounded memory).
 
-`assign_parts` writes each part's (cluster, distance) once to a scratch folder; `cluster_batches`
-then yields, for consecutive cluster ids holding at most `max_rows` rows together (a larger cluster
+`assign_parts` assigns every part (cached in RUN/clusters/assign, shared with the score step);
+`cluster_batches` then yields, for consecutive cluster ids holding at most `max_rows` rows together (a larger cluster
 comes alone), those rows' embeddings and where they came from. Memory is about
 max(max_rows, largest cluster) × d × 2 bytes; each batch is one pass over the (memory-mapped) parts.
 """
@@ -9,14 +9,12 @@ max(max_rows, largest cluster) × d × 2 bytes; each batch is one pass over the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from datapruner.cluster.assign import assign
-from datapruner.cluster.faiss_backend import inner_product_index
-from datapruner.embed.outputs import read_img_emb, save_npy
+from datapruner.cluster.assign import part_assignment
+from datapruner.embed.outputs import read_img_emb
 from datapruner.io.rundir import RunDir
 
 
@@ -29,17 +27,15 @@ class ClusterBatch:
     row: np.ndarray  # (n,) int64 row within its part
 
 
-def assign_parts(run: RunDir, scratch: Path, device: str = "auto") -> np.ndarray:
-    """Write scratch/{cluster,dist}_{part}.npy for every part; return the cluster sizes."""
-    centroids = np.load(run / "clusters/centroids.npy")
-    index = inner_product_index(centroids, device)
-    sizes = np.zeros(len(centroids), np.int64)
+def assign_parts(run: RunDir, device: str = "auto") -> tuple[np.ndarray, list[int]]:
+    """Assign every part (cached); return the cluster sizes and each part's row count."""
+    sizes = np.zeros(len(np.load(run / "clusters/centroids.npy")), np.int64)
+    rows = []
     for part in run.part_ids():
-        clusters, dist = assign(read_img_emb(run, part), index)
-        save_npy(scratch / f"cluster_{part}.npy", clusters)
-        save_npy(scratch / f"dist_{part}.npy", dist)
+        clusters, _ = part_assignment(run, part, device)
         sizes += np.bincount(clusters, minlength=len(sizes))
-    return sizes
+        rows.append(len(clusters))
+    return sizes, rows
 
 
 def batch_bounds(sizes: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
@@ -55,15 +51,14 @@ def batch_bounds(sizes: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def cluster_batches(run: RunDir, scratch: Path, sizes: np.ndarray, max_rows: int) -> Iterator[ClusterBatch]:
+def cluster_batches(run: RunDir, sizes: np.ndarray, max_rows: int) -> Iterator[ClusterBatch]:
     parts = run.part_ids()
     for lo, hi in batch_bounds(sizes, max_rows):
         pieces = []
         for p, part in enumerate(parts):
-            clusters = np.load(scratch / f"cluster_{part}.npy", mmap_mode="r")
+            clusters, dist = part_assignment(run, part)
             rows = np.flatnonzero((clusters >= lo) & (clusters < hi))
             if len(rows):
-                dist = np.load(scratch / f"dist_{part}.npy", mmap_mode="r")
                 pieces.append(ClusterBatch(np.asarray(read_img_emb(run, part)[rows]), clusters[rows], dist[rows],
                                            np.full(len(rows), p, np.int32), rows))
         if pieces:

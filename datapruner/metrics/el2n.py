@@ -17,8 +17,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow.parquet as pq
 
-from datapruner.cluster.assign import assign
-from datapruner.cluster.faiss_backend import inner_product_index
+from datapruner.cluster.assign import part_assignment
 from datapruner.embed.outputs import metadata_path, read_img_emb, save_npy
 from datapruner.io.rundir import RunDir, atomic_path
 from datapruner.metrics.base import Metric, PartData
@@ -49,8 +48,7 @@ def data_labels(run: RunDir) -> list[np.ndarray] | None:
 
 
 def cluster_labels(run: RunDir, device: str) -> list[np.ndarray]:
-    index = inner_product_index(np.load(run / "clusters/centroids.npy"), device)
-    return [assign(read_img_emb(run, part), index)[0].astype(np.int64) for part in run.part_ids()]
+    return [part_assignment(run, part, device)[0].astype(np.int64) for part in run.part_ids()]
 
 
 def write_labels(run: RunDir, mode: str, device: str) -> int:

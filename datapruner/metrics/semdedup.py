@@ -80,19 +80,16 @@ class SemDeDup(Metric):
         token = inputs_token(run, cfg, self.name, {"order": options["order"]})
         if is_fitted(run, self.name, token):
             return
-        scratch = state_dir(run, self.name) / "assign"
-        sizes = assign_parts(run, scratch, cfg.device)
+        sizes, rows = assign_parts(run, cfg.device)
         parts = run.part_ids()
-        out = [np.full(int(np.load(scratch / f"cluster_{p}.npy", mmap_mode="r").shape[0]), -1.0, np.float32)
-               for p in parts]
-        for batch in cluster_batches(run, scratch, sizes, int(options["max_rows"])):
+        out = [np.full(n, -1.0, np.float32) for n in rows]
+        for batch in cluster_batches(run, sizes, int(options["max_rows"])):
             scores = duplicate_scores(batch, options["order"], int(options["block"]))
             for p in np.unique(batch.part):
                 mine = batch.part == p
                 out[p][batch.row[mine]] = scores[mine]
         for part, scores in zip(parts, out):
             save_npy(scores_path(run, part), scores)
-        run.clear(str(scratch.relative_to(run.root)))
         mark_fitted(run, self.name, token)
 
     def score(self, part: PartData, cfg) -> np.ndarray:

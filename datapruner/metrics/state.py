@@ -10,8 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 
+from datapruner.cluster.assign import centroids_token
 from datapruner.config import Config
 from datapruner.embed.outputs import read_img_emb
 from datapruner.io.rundir import RunDir
@@ -30,9 +30,8 @@ def metric_options(cfg: Config, name: str, defaults: dict) -> dict:
 
 
 def inputs_token(run: RunDir, cfg: Config, name: str, options: dict) -> str:
-    centroids = np.load(run / "clusters/centroids.npy")
     counts = [int(read_img_emb(run, p).shape[0]) for p in run.part_ids()]
-    text = json.dumps({"centroids": hashlib.sha256(centroids.tobytes()).hexdigest(), "counts": counts,
+    text = json.dumps({"centroids": centroids_token(run), "counts": counts,
                        "options": options, "seed": cfg.seed}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 
 import numpy as np
 import pyarrow as pa
 
-from datapruner.cluster.assign import assign
-from datapruner.cluster.faiss_backend import inner_product_index
+from datapruner.cluster.assign import centroids_token, part_assignment
 from datapruner.config import Config
 from datapruner.embed.outputs import read_img_emb, read_metadata, read_text_emb, save_parquet
 from datapruner.io.rundir import RunDir
@@ -46,8 +44,7 @@ def scores_cover(run: RunDir, cfg: Config) -> bool:
 
 def fit_metrics(run: RunDir, cfg: Config) -> str:
     """The barrier half of scoring; returns the token that score parts are checked against."""
-    centroids = np.load(run / "clusters/centroids.npy")
-    tokens = [hashlib.sha256(centroids.tobytes()).hexdigest()[:16], str(cfg.seed)]
+    tokens = [centroids_token(run), str(cfg.seed)]
     for name in metrics_needed(cfg):
         metric = get_metric(name)
         metric.fit(run, cfg)
@@ -76,7 +73,7 @@ def score_part(item: tuple[str, str], run_root: str, cfg: Config, token: str) ->
 def load_part(run: RunDir, part: str, shard: str, cfg: Config) -> PartData:
     centroids = np.load(run / "clusters/centroids.npy")
     emb = read_img_emb(run, part)
-    clusters, dist = assign(emb, inner_product_index(centroids, cfg.device))
+    clusters, dist = part_assignment(run, part, cfg.device)
     return PartData(run, part, emb, read_text_emb(run, part), read_metadata(run, part, shard), clusters, dist, centroids)
 
 

@@ -147,8 +147,4 @@ def _rank_within_groups(groups: np.ndarray) -> np.ndarray:
     return rank
 
 
-def kept_count(manifest: pa.Table) -> int:
-    return int(pc.sum(manifest.column("kept")).as_py() or 0)
-
-
 from datapruner.select import dbp, filters  # noqa: E402,F401  (the built-in budgets and filters register here)

@@ -1,4 +1,3 @@
-import io
 import os
 import signal
 import subprocess
@@ -214,3 +213,11 @@ def test_laion_style_embeddings_without_byte_ranges_still_write_the_same_shards(
     assert {p.name: p.read_bytes() for p in (run / "shards").glob("*.tar")} == expected
     kept = pq.read_table(run / "manifest/keep.parquet").to_pylist()
     assert sum(r["kept"] for r in kept) == 18 and all(r["shard"].endswith(".tar") for r in kept)
+
+
+def test_assignments_are_computed_once_and_shared_by_metric_fits_and_scoring(run_copy):
+    assigned = sorted((run_copy / "clusters/assign").glob("cluster_*.npy"))
+    assert len(assigned) == 3
+    before = {p.name: p.stat().st_mtime_ns for p in assigned}
+    api.select(run_copy, 0.3, Config(metric="el2n", filters=({"name": "semdedup", "eps": 0.01},)))
+    assert {p.name: p.stat().st_mtime_ns for p in (run_copy / "clusters/assign").glob("cluster_*.npy")} == before
