@@ -1,64 +1,174 @@
-"""The functions the CLI, Airflow and Ray fronts call. Each takes a run directory and a Config."""
+"""The functions the CLI, Airflow and Ray fronts call. Each takes a run directory and a Config.
+
+Every function is one command of `steps.COMMANDS`: it opens a session on the run (checks that --out
+is ours to write, takes the run's lock, records the inputs) and runs the command's steps from the
+step table in order. Finished parts are skipped, so rerunning a command resumes it.
+"""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
-from datapruner.io.runinfo import start_run
-from datapruner.io.shards import list_shards
+from datapruner.steps import COMMANDS, Context, get_step, run_step
+
+_held = threading.local()  # run roots this thread holds the lock of (api calls nest, e.g. verify → score)
+
+
+@contextmanager
+def session(run: str | Path, cfg: Config, command: str, src: str | None = None, progress: bool = True,
+            scope: str | None = None) -> Iterator[Context]:
+    """A run directory opened for `command`: ownership checked, lock held, SRC and embed inputs recorded."""
+    from datapruner.io.ownership import check_out
+
+    rd = RunDir(run)
+    key = str(rd.root.resolve())
+    held = getattr(_held, "roots", set())
+    shards = _list_shards(src, cfg) if src is not None else []
+    if key in held:
+        yield _open(rd, cfg, src, shards, progress)
+        return
+    check_out(rd.root, src, shards, [cfg.embeddings] if cfg.embeddings else [])
+    if src is None:
+        rd.read_run_json()  # a RUN-only command needs an existing run
+    with rd.lock(command, scope):
+        _held.roots = held | {key}
+        try:
+            yield _open(rd, cfg, src, shards, progress)
+        finally:
+            _held.roots = held
+
+
+def _list_shards(src: str, cfg: Config) -> list[str]:
+    from datapruner.io.shards import list_shards
+
+    return list_shards(src, allow_pipe=cfg.allow_pipe)
+
+
+def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress: bool) -> Context:
+    if src is not None:
+        from datapruner.embed.inputs import record
+        from datapruner.io.runinfo import start_run
+
+        if cfg.embeddings:
+            from datapruner.embed.precomputed import check_layout
+
+            check_layout(cfg.embeddings, len(shards))
+        start_run(rd, src, shards, cfg)
+        record(rd, cfg, len(rd.marked_parts("embed")))
+    else:
+        rd.update_run_json(config=cfg.to_dict())
+    return Context(rd, cfg, progress=progress)
+
+
+def run_steps(ctx: Context, names, parts: list[int] | None = None) -> dict:
+    """Run steps by name in the session's context; `parts` (indices) limits the map steps."""
+    summary = {}
+    for name in names:
+        ids = None if parts is None else _part_ids(ctx, name, parts)
+        summary[name] = run_step(ctx, name, parts=ids)
+    return summary
+
+
+def _part_ids(ctx: Context, name: str, indices: list[int]) -> list[str]:
+    ids = get_step(name).parts(ctx)
+    return [ids[i] for i in sorted(set(indices)) if 0 <= i < len(ids)]
+
+
+def command(name: str, run: str | Path, cfg: Config = Config(), src: str | None = None, progress: bool = True,
+            parts: list[int] | None = None) -> dict:
+    """Run one command of steps.COMMANDS (`parts`: only these part indices of its map steps, for an
+    orchestrator's mapped task; such tasks may share the run with each other)."""
+    scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
+    with session(run, cfg, name, src, progress, scope) as ctx:
+        summary = run_steps(ctx, COMMANDS[name], parts)
+        if name in ("embed", "prune"):
+            summary["counts"] = _record_counts(ctx.run)
+        return summary
+
+
+def step(name: str, run: str | Path, cfg: Config = Config(), src: str | None = None, progress: bool = True,
+         parts: list[int] | None = None) -> dict:
+    """Run one step of the table by name (an orchestrator's task: Airflow runs one per step)."""
+    get_step(name)
+    scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
+    with session(run, cfg, name, src, progress, scope) as ctx:
+        summary = run_steps(ctx, [name], parts)[name]
+        if name == "embed":
+            summary["counts"] = _record_counts(ctx.run)
+        return summary
+
+
+def _record_counts(rd: RunDir) -> dict:
+    from datapruner.embed.outputs import count_parts
+
+    counts = count_parts(rd)
+    rd.update_run_json(counts={**rd.read_run_json().get("counts", {}), **counts})
+    return counts
 
 
 def embed(src: str, run: str | Path, cfg: Config = Config(), progress: bool = True,
           parts: list[int] | None = None) -> dict:
-    """Embed every shard of `src` (or the shards with indices `parts`) into RUN/embeddings; finished
-    shards are skipped on a rerun."""
-    from datapruner.runners import get_runner
-
-    rd = RunDir(run)
-    shards = list_shards(src, allow_pipe=cfg.allow_pipe)
-    start_run(rd, src, shards, cfg)
-    if cfg.embeddings:
-        from datapruner.embed.precomputed import link_precomputed
-
-        return link_precomputed(rd, cfg.embeddings, shards)
-    totals = get_runner(cfg).embed(rd, shards, cfg, progress, parts)
-    return _record_counts(rd, "embed", totals)
-
-
-def _record_counts(rd: RunDir, step: str, totals: dict) -> dict:
-    from datapruner.embed.outputs import count_parts
-
-    counts = count_parts(rd)
-    info = rd.read_run_json()
-    rd.update_run_json(counts={**info.get("counts", {}), **counts})
-    return {**totals, **counts}
+    """Embed every shard of `src` (or the shards with indices `parts`) into RUN/embeddings."""
+    return command("embed", run, cfg, src, progress, parts)
 
 
 def cluster(run: str | Path, cfg: Config = Config()) -> dict:
-    """Fit spherical k-means centroids on a sample of the run's embeddings (reused when unchanged)."""
-    from datapruner.cluster.kmeans import cluster as fit
-
-    return fit(RunDir(run), cfg)
+    """Fit spherical k-means centroids on a sample of the run's embeddings."""
+    return command("cluster", run, cfg, progress=False)
 
 
-def fit_metrics(run: str | Path, cfg: Config = Config()) -> dict:
-    """The barrier half of scoring (e.g. EL2N's probes, SemDeDup's per-cluster pass); reused when fitted."""
-    from datapruner.metrics.step import fit_metrics as fit, metrics_needed
-
-    fit(RunDir(run), cfg)
-    return {"metrics": metrics_needed(cfg)}
+def score(run: str | Path, cfg: Config = Config(), progress: bool = True, parts: list[int] | None = None) -> dict:
+    """Assign every sample to its centroid, fit the metrics that need it, score every part (scores/)."""
+    return command("score", run, cfg, progress=progress, parts=parts)
 
 
-def score_samples(run: str | Path, cfg: Config = Config(), progress: bool = True,
-                  parts: list[int] | None = None) -> dict:
-    """Assign every sample (or those of the parts with indices `parts`) to its centroid and score it
-    with the policy's metrics (scores/)."""
-    from datapruner.metrics.step import score_all
-    from datapruner.runners import get_runner
+def select(run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Write manifest/ for a keep fraction (scoring first what the policy needs and the scores lack).
 
-    return score_all(RunDir(run), cfg, get_runner(cfg), progress, parts)
+    Pruned shards of an earlier selection are removed (the summary says so) and the report is rebuilt,
+    so RUN never shows a selection its manifest does not hold.
+    """
+    cfg = cfg if keep is None else cfg.replace(keep=keep)
+    return command("select", run, cfg, progress=progress)
+
+
+def write(run: str | Path, cfg: Config = Config(), progress: bool = True, parts: list[int] | None = None) -> dict:
+    """Copy the manifest's kept samples, byte for byte, into RUN/shards/ (only output shards `parts`)."""
+    return command("write", run, cfg, progress=progress, parts=parts)
+
+
+def report(run: str | Path, cfg: Config = Config()) -> str:
+    """RUN/report/index.html: summary, score and cluster plots, galleries of kept vs. dropped samples."""
+    command("report", run, cfg, progress=False)
+    return str(RunDir(run).report_html)
+
+
+def prune(src: str, run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Everything, end to end: every step of the table, embed through report."""
+    cfg = cfg if keep is None else cfg.replace(keep=keep)
+    return command("prune", run, cfg, src, progress)
+
+
+def partition(step: str, run: str | Path, cfg: Config = Config(), groups: int = 8, src: str | None = None) -> list[list[int]]:
+    """Split a map step's parts into at most `groups` contiguous groups of part indices, for an
+    orchestrator that runs each group as its own task (Airflow mapped tasks). For `write` this runs
+    the plan step first (run it after select); for `embed` it needs `src`."""
+    from datapruner.errors import DataprunerError
+    from datapruner.steps import MAP_STEPS
+
+    if step not in MAP_STEPS:
+        raise DataprunerError(f"partition: {step!r} is not a map step; use one of {', '.join(MAP_STEPS)}")
+    with session(run, cfg, f"partition {step}", src, progress=False) as ctx:
+        if step == "write":
+            run_step(ctx, "plan")
+        count = len(get_step(step).parts(ctx))
+    size = -(-count // max(1, groups)) if count else 1
+    return [list(range(lo, min(lo + size, count))) for lo in range(0, count, size)]
 
 
 def load_scores(run: str | Path):
@@ -68,61 +178,10 @@ def load_scores(run: str | Path):
     return load(RunDir(run))
 
 
-def select(run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
-    """Write manifest/ for a keep fraction. Reads only the scores (seconds); a policy that needs a
-    metric the scores lack scores it first (no re-embedding)."""
-    from datapruner.metrics.step import scores_cover
-    from datapruner.select.manifest import build_manifest
+def verify(run: str | Path, spec=None, cfg: Config = Config(), progress: bool = True) -> dict:
+    """Train a teacher and students on the subsets each method keeps; RUN/verify (see verify/pipeline.py)."""
+    from datapruner.verify.pipeline import VerifySpec, run_verify
 
-    if not scores_cover(RunDir(run), cfg):
-        score_samples(run, cfg, progress)
-    return build_manifest(RunDir(run), cfg.keep if keep is None else keep, cfg)
-
-
-def write(run: str | Path, cfg: Config = Config(), progress: bool = True, parts: list[int] | None = None) -> dict:
-    """Copy the manifest's kept samples, byte for byte, into RUN/shards/ (only the output shards with
-    indices `parts`, when given)."""
-    from datapruner.io.shard_writer import write_shards
-    from datapruner.runners import get_runner
-
-    return write_shards(RunDir(run), cfg.shard_size, get_runner(cfg), progress, parts)
-
-
-MAP_STEPS = ("embed", "score_samples", "write")
-
-
-def partition(step: str, run: str | Path, cfg: Config = Config(), groups: int = 8, src: str | None = None) -> list[list[int]]:
-    """Split a map step's parts into at most `groups` contiguous groups, for an orchestrator that runs
-    each group as its own task (e.g. Airflow mapped tasks): embed → shard indices (needs `src`),
-    score_samples → part indices, write → output shard indices (this plans the write: run it after select)."""
-    from datapruner.io.shard_writer import plan_write
-
-    if step == "embed":
-        count = len(list_shards(src, allow_pipe=cfg.allow_pipe))
-    elif step == "score_samples":
-        count = len(RunDir(run).part_ids())
-    elif step == "write":
-        count = plan_write(RunDir(run), cfg.shard_size)[2]
-    else:
-        raise ValueError(f"partition: {step!r} is not a map step; use one of {', '.join(MAP_STEPS)}")
-    size = -(-count // max(1, groups)) if count else 1
-    return [list(range(lo, min(lo + size, count))) for lo in range(0, count, size)]
-
-
-def score(src: str, run: str | Path, keep: float | None = None, cfg: Config = Config(), progress: bool = True) -> dict:
-    """Everything, end to end: embed → cluster → score → select → write. Finished parts are reused."""
-    keep = cfg.keep if keep is None else keep
-    summary = {"embed": embed(src, run, cfg, progress)}
-    summary["cluster"] = cluster(run, cfg)
-    summary["score"] = score_samples(run, cfg, progress)
-    summary["select"] = select(run, keep, cfg)
-    summary["write"] = write(run, cfg, progress)
-    summary["report"] = report(run)
-    return summary
-
-
-def report(run: str | Path) -> str:
-    """RUN/report/index.html: summary, score and cluster plots, galleries of kept vs. dropped samples."""
-    from datapruner.report.html import build_report
-
-    return build_report(RunDir(run))
+    spec = spec or VerifySpec()
+    with session(run, cfg, "verify", spec.src, progress):
+        return run_verify(run, cfg, spec, progress)

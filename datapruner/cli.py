@@ -21,6 +21,8 @@ PretrainedOpt = typer.Option(None, help="open_clip pretrained tag, a local check
 BatchOpt = typer.Option(None, "--batch-size", help="Images per model batch.")
 WorkersOpt = typer.Option(None, "--num-workers", help="Decode worker processes.")
 PipeOpt = typer.Option(None, "--allow-pipe/--no-allow-pipe", help="Allow pipe: sources (runs shell commands).")
+ReEmbedOpt = typer.Option(False, "--re-embed", help="Replace RUN's embeddings when the model or another embed input "
+                          "changed (otherwise such a rerun is refused).")
 EmbeddingsOpt = typer.Option(None, "--embeddings", help="Precomputed embeddings dir (embedding-reader layout): skip embedding.")
 KeepOpt = typer.Option(None, "--keep", "-k", help="Fraction of valid samples to keep, in [0, 1].")
 MetricOpt = typer.Option(None, help="Metric that orders samples (datapruner.metrics.available()).")
@@ -46,12 +48,18 @@ def _setup(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config(path, **overrides) -> Config:
+def _config(path, run: Path | None = None, **overrides) -> Config:
+    """Defaults, then (for a command on an existing RUN) the run's recorded config, then the file, then flags."""
+    from datapruner.errors import DataprunerError
+
     if overrides.get("ray_address"):
         overrides["runner"] = "ray"
+    base = None
+    if run is not None and (run / "run.json").exists():
+        base = json.loads((run / "run.json").read_text()).get("config")
     try:
-        return load_config(path, **overrides)
-    except (ValueError, FileNotFoundError) as exc:
+        return load_config(path, base=base, **overrides)
+    except DataprunerError as exc:
         raise typer.BadParameter(str(exc)) from None
 
 
@@ -61,12 +69,12 @@ def _report(title: str, summary: dict) -> None:
 
 
 def _run(fn, *args, **kwargs):
-    """Errors a user can cause become a one-line message and exit code 2, not a traceback."""
-    from datapruner.io.shards import SourceError
+    """Errors a user can cause become a one-line message and exit code 2; a bug keeps its traceback."""
+    from datapruner.errors import DataprunerError
 
     try:
         return fn(*args, **kwargs)
-    except (SourceError, ValueError, FileNotFoundError) as exc:
+    except DataprunerError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
 
@@ -76,13 +84,13 @@ def embed(src: str, out: Path = OutOpt, config: Optional[Path] = ConfigOpt, mode
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
           num_workers: Optional[int] = WorkersOpt, allow_pipe: Optional[bool] = PipeOpt,
           device: Optional[str] = DeviceOpt, runner: Optional[str] = RunnerOpt,
-          ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt):
+          ray_address: Optional[str] = RayAddressOpt, re_embed: bool = ReEmbedOpt, quiet: bool = QuietOpt):
     """Embed SRC's shards with CLIP into OUT/embeddings (finished shards are skipped on a rerun)."""
     from datapruner import api
 
     _setup(quiet)
     cfg = _config(config, model=model, pretrained=pretrained, batch_size=batch_size, num_workers=num_workers,
-                  allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address)
+                  allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed)
     _report("embed", _run(api.embed, src, out, cfg, progress=not quiet))
 
 
@@ -93,7 +101,7 @@ def cluster(run: Path, config: Optional[Path] = ConfigOpt, clusters: Optional[in
     from datapruner import api
 
     _setup(quiet)
-    _report("cluster", _run(api.cluster, run, _config(config, clusters=clusters, seed=seed, device=device)))
+    _report("cluster", _run(api.cluster, run, _config(config, run, clusters=clusters, seed=seed, device=device)))
 
 
 @app.command()
@@ -106,20 +114,22 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
           shard_size: Optional[int] = ShardSizeOpt, device: Optional[str] = DeviceOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
           filters: Optional[list[str]] = FilterOpt, metric_options: Optional[list[str]] = MetricOptionOpt,
-          quiet: bool = QuietOpt):
-    """Everything: embed → cluster → score → select → write pruned shards to OUT/shards."""
+          re_embed: bool = ReEmbedOpt, quiet: bool = QuietOpt):
+    """Everything, end to end (every step: embed → cluster → assign → fit → score → select → plan → write → report)."""
     from datapruner import api
 
     _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, clusters=clusters, model=model,
                   pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
-                  ray_address=ray_address, filters=_filters(filters))
+                  ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
     cfg = _with_metric_options(cfg, metric_options)
-    summary = _run(api.score, src, out, cfg.keep, cfg, progress=not quiet)
+    summary = _run(api.prune, src, out, cfg.keep, cfg, progress=not quiet)
     _report("score", _one_screen(summary))
-    typer.echo(f"\nkept {summary['select']['counts']['kept']} of {summary['select']['counts']['valid']} valid samples "
-               f"→ {out}/shards ({summary['write']['shards']} shards); manifest: {out}/manifest/keep.parquet; report: {summary['report']}")
+    counts = json.loads((out / "manifest/summary.json").read_text())["counts"]
+    typer.echo(f"\nkept {counts['kept']} of {counts['valid']} valid samples → {out}/shards "
+               f"({summary['write']['parts']} shards); manifest: {out}/manifest/keep.parquet; "
+               f"report: {out}/report/index.html")
 
 
 @app.command()
@@ -132,10 +142,15 @@ def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = 
     from datapruner import api
 
     _setup(quiet)
-    cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
+    cfg = _config(config, run, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
     cfg = _with_metric_options(cfg, metric_options)
-    _report("select", _one_screen({"select": _run(api.select, run, cfg.keep, cfg, progress=not quiet)}))
+    summary = _run(api.select, run, cfg.keep, cfg, progress=not quiet)
+    _report("select", _one_screen(summary))
+    removed = summary["select"].get("removed_stale", {})
+    if removed.get("write"):
+        typer.echo(f"\nthe pruned shards of the previous selection were removed ({removed['write']} file(s)): "
+                   f"run `datapruner write {run}` to write this selection's")
 
 
 def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
@@ -179,25 +194,23 @@ def write(run: Path, config: Optional[Path] = ConfigOpt, shard_size: Optional[in
     from datapruner import api
 
     _setup(quiet)
-    cfg = _config(config, shard_size=shard_size, runner=runner, ray_address=ray_address)
+    cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address)
     _report("write", _run(api.write, run, cfg, progress=not quiet))
 
 
 @app.command()
-def report(run: Path, quiet: bool = QuietOpt):
+def report(run: Path, config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt):
     """Write RUN/report/index.html: plots and galleries of kept vs. dropped samples."""
     from datapruner import api
 
     _setup(quiet)
-    typer.echo(_run(api.report, run))
+    typer.echo(_run(api.report, run, _config(config, run)))
 
 
 def _one_screen(summary: dict) -> dict:
     """The summary without per-cluster arrays (they are in manifest/summary.json)."""
-    out = dict(summary)
-    if "select" in out:
-        out["select"] = {k: v for k, v in out["select"].items() if k != "clusters"}
-    return out
+    return {step: {k: v for k, v in part.items() if not isinstance(v, list)} if isinstance(part, dict) else part
+            for step, part in summary.items()}
 
 
 def _csv(value: str, cast=str) -> tuple:
@@ -238,17 +251,19 @@ def verify(run: Path, config: Optional[Path] = ConfigOpt,
            pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt,
            seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
-    from datapruner.pipelines.verify import run_verify
+    from datapruner import api
+    from datapruner.verify.pipeline import VerifySpec
 
     _setup(quiet)
-    cfg = _config(config, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters, seed=seed,
-                  device=device)
-    summary = _run(run_verify, run, cfg, methods=_csv(methods), fractions=_csv(fractions, float),
-                   seeds=_csv(seeds, int), kd_alphas=_csv(kd_alphas, _alpha), budget_modes=_csv(budget_modes),
-                   student=student, balance=balance, test_src=test_src, test_fraction=test_fraction, src=src,
-                   epochs=epochs, steps=steps, batch_size=train_batch_size, lr=lr, width=width,
-                   temperature=temperature, image_size=image_size, channels=channels, threads=threads,
-                   out=results_dir, progress=not quiet)
+    cfg = _config(config, run, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
+                  seed=seed, device=device)
+    spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float), seeds=_csv(seeds, int),
+                      kd_alphas=_csv(kd_alphas, _alpha), budget_modes=_csv(budget_modes), student=student,
+                      balance=balance, test_src=test_src, test_fraction=test_fraction, src=src, epochs=epochs,
+                      steps=steps, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
+                      image_size=image_size, channels=channels, threads=threads,
+                      out=str(results_dir) if results_dir else None)
+    summary = _run(api.verify, run, spec, cfg, progress=not quiet)
     _report("verify", {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")})
     typer.echo(f"\nresults: {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
 

@@ -9,12 +9,15 @@ from typing import Any
 
 import yaml
 
+from datapruner.errors import DataprunerError
+
 
 @dataclass(frozen=True)
 class Config:
     # reading
     allow_pipe: bool = False
     embeddings: str | None = None  # precomputed embeddings dir (embedding-reader layout): skip embed
+    re_embed: bool = False  # replace a run's embeddings when the embed inputs changed (else refused)
     caption_field: str = "caption"  # json field used when a sample has no txt member
     label_field: str = "label"  # json field used when a sample has no cls member
     # embedding
@@ -53,7 +56,7 @@ class Config:
     def replace(self, **overrides: Any) -> "Config":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
+            raise DataprunerError(f"unknown config option(s): {', '.join(sorted(unknown))}")
         if "filters" in overrides:
             overrides["filters"] = tuple(dict(f) for f in overrides["filters"] or ())
         if "metrics" in overrides:
@@ -67,13 +70,17 @@ class Config:
         return dict(self.metric_options.get(metric, {}))
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
-    """Defaults, then the YAML file at `path` (if any), then the overrides that are not None."""
+def load_config(path: str | Path | None = None, base: dict | None = None, **overrides: Any) -> Config:
+    """Defaults, then `base` (a run's recorded config), then the YAML file at `path` (if any), then the
+    overrides that are not None."""
     values: dict = {}
     if path is not None:
+        if not Path(path).is_file():
+            raise DataprunerError(f"config file {path} does not exist")
         text = Path(path).read_text()
         values = yaml.safe_load(text) or {}
         if not isinstance(values, dict):
-            raise ValueError(f"config file {path} must hold a mapping of option: value")
+            raise DataprunerError(f"config file {path} must hold a mapping of option: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config().replace(**values)
+    known = {f.name for f in dataclasses.fields(Config)} - {"re_embed"}
+    return Config().replace(**{**{k: v for k, v in (base or {}).items() if k in known}, **values})

@@ -1,9 +1,11 @@
 """Example Airflow DAGs: prune a WebDataset source with one task per datapruner step.
 
-    datapruner_prune:         embed → cluster → score → select → write
-    datapruner_prune_mapped:  the same, with the map steps (embed, score, write) fanned out as mapped
-                              tasks, one per group of parts, so Airflow workers share the work:
-        plan_embed → embed[g] → cluster → fit_metrics → plan_score → score[g] → select → plan_write → write[g]
+    datapruner_prune:         one task per step of datapruner's step table (datapruner/steps.py):
+        embed → cluster → assign → fit → score → select → plan → write → report
+    datapruner_prune_mapped:  the same, with the map steps (embed, assign, score, write) fanned out as
+                              mapped tasks, one per group of parts, so Airflow workers share the work:
+        parts_embed → embed[g] → cluster → parts_assign → assign[g] → fit → parts_score → score[g]
+            → select → parts_write → write[g] → report
 
 Every task is idempotent and safe to retry: datapruner writes each part to a temporary name,
 renames it into place and leaves a completion marker, so a retried (or re-triggered) task skips
@@ -29,6 +31,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, chain
 
 from datapruner.integrations.airflow.operator import DataprunerOperator
+from datapruner.steps import MAP_STEPS, STEP_NAMES
 
 PARAMS = {
     "src": Param(os.environ.get("DATAPRUNER_SRC", "/data/shards/{00000..00009}.tar"), type="string",
@@ -62,25 +65,29 @@ DAG_SETTINGS = dict(schedule=None, params=PARAMS, default_args=DEFAULT_ARGS, cat
                     max_active_runs=1,  # two runs must not write the same run directory at once
                     doc_md=__doc__)
 
+STEPS = STEP_NAMES
+
+
+def step_task(step: str, **kwargs):
+    source = {"src": "{{ params.src }}"} if step == "embed" else {}
+    timeout = {"execution_timeout": timedelta(hours=24)} if step in MAP_STEPS else {}
+    return DataprunerOperator(task_id=step, step=step, **source, **timeout, **COMMON, **kwargs)
+
+
 with DAG(
     dag_id="datapruner_prune",
-    description="Prune an image-text WebDataset: embed, cluster, score, select, write.",
+    description="Prune an image-text WebDataset: one task per step of the step table.",
     **DAG_SETTINGS,
 ) as dag:
-    embed = DataprunerOperator(task_id="embed", step="embed", src="{{ params.src }}",
-                               execution_timeout=timedelta(hours=24), **COMMON)
-    cluster = DataprunerOperator(task_id="cluster", step="cluster", **COMMON)
-    score = DataprunerOperator(task_id="score", step="score_samples", **COMMON)
-    select = DataprunerOperator(task_id="select", step="select", **COMMON)
-    write = DataprunerOperator(task_id="write", step="write", **COMMON)
-    chain(embed, cluster, score, select, write)
+    chain(*(step_task(step) for step in STEPS))
 
 
-def fan_out(step: str, task_id: str, **kwargs):
+def fan_out(step: str):
     """A partition task and the mapped tasks that run its groups of parts."""
-    plan = DataprunerOperator(task_id=f"plan_{task_id}", step="partition", of=step, groups="{{ params.groups }}",
-                              **kwargs)
-    mapped = DataprunerOperator.partial(task_id=task_id, step=step, **kwargs).expand(parts=plan.output)
+    source = {"src": "{{ params.src }}"} if step == "embed" else {}
+    plan = DataprunerOperator(task_id=f"parts_{step}", step="partition", of=step, groups="{{ params.groups }}",
+                              **source, **COMMON)
+    mapped = DataprunerOperator.partial(task_id=step, step=step, **source, **COMMON).expand(parts=plan.output)
     return plan, mapped
 
 
@@ -89,11 +96,9 @@ with DAG(
     description="Prune an image-text WebDataset with the map steps as mapped tasks.",
     **DAG_SETTINGS,
 ) as mapped_dag:
-    plan_embed, embed_groups = fan_out("embed", "embed", src="{{ params.src }}", **COMMON)
-    cluster_all = DataprunerOperator(task_id="cluster", step="cluster", **COMMON)
-    fit_metrics = DataprunerOperator(task_id="fit_metrics", step="fit_metrics", **COMMON)
-    plan_score, score_groups = fan_out("score_samples", "score", **COMMON)
-    select_all = DataprunerOperator(task_id="select", step="select", **COMMON)
-    plan_write, write_groups = fan_out("write", "write", **COMMON)
-    chain(plan_embed, embed_groups, cluster_all, fit_metrics, plan_score, score_groups, select_all, plan_write,
-          write_groups)
+    tasks = []
+    for step in STEPS:
+        if step == "plan":
+            continue  # parts_write runs the plan (it needs it to count the output shards)
+        tasks.extend(fan_out(step) if step in MAP_STEPS else [step_task(step)])
+    chain(*tasks)

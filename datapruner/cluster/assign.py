@@ -1,8 +1,15 @@
-"""Nearest-centroid assignment in fixed-size chunks, so memory does not grow with the part size."""
+"""The assign map step: each part's nearest centroid and cosine distance, computed once per set of centroids.
+
+Metric fits (EL2N's cluster labels, SemDeDup's grouping) and the score step all read these files,
+so the embeddings are assigned once, not once per user. Chunks bound the memory.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from datapruner.io.atomic import save_npy
+from datapruner.io.rundir import RunDir
 
 CHUNK = 65536
 
@@ -20,28 +27,29 @@ def assign(emb: np.ndarray, index, chunk: int = CHUNK) -> tuple[np.ndarray, np.n
     return clusters, dist
 
 
-def centroids_token(run) -> str:
-    """A hash of the run's centroids: what every assignment depends on."""
-    import hashlib
+def token(ctx, part: str) -> str:
+    from datapruner.steps import barrier_digest
 
-    return hashlib.sha256(np.load(run / "clusters/centroids.npy").tobytes()).hexdigest()[:16]
+    return barrier_digest(ctx, "cluster", "centroids")
 
 
-def part_assignment(run, part: str, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """A part's (cluster, distance), computed once per set of centroids and kept in RUN/clusters/assign/.
+def outputs(run: RunDir, part: str) -> list:
+    return [run.assigned_cluster(part), run.assigned_dist(part)]
 
-    Metric fits (EL2N's cluster labels, SemDeDup's grouping) and the score step all read it, so the
-    embeddings are assigned once, not once per user.
-    """
+
+def run(ctx, part_ids: list[str], state=None):
     from datapruner.cluster.faiss_backend import inner_product_index
-    from datapruner.embed.outputs import read_img_emb, save_npy
+    from datapruner.embed.outputs import read_img_emb
 
-    token = centroids_token(run)
-    cluster_path, dist_path = run / f"clusters/assign/cluster_{part}.npy", run / f"clusters/assign/dist_{part}.npy"
-    if run.is_done("assign", part, token):
-        return np.load(cluster_path), np.load(dist_path)
-    clusters, dist = assign(read_img_emb(run, part), inner_product_index(np.load(run / "clusters/centroids.npy"), device))
-    save_npy(cluster_path, clusters)
-    save_npy(dist_path, dist)
-    run.mark_done("assign", part, token)
-    return clusters, dist
+    rd = ctx.run
+    index = inner_product_index(np.load(rd.centroids), ctx.cfg.device)
+    for part in part_ids:
+        clusters, dist = assign(read_img_emb(rd, part), index)
+        save_npy(rd.assigned_cluster(part), clusters)
+        save_npy(rd.assigned_dist(part), dist)
+        yield part, {"rows": len(clusters)}
+
+
+def part_assignment(run: RunDir, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """A part's (cluster, distance), as the assign step wrote them."""
+    return np.load(run.assigned_cluster(part)), np.load(run.assigned_dist(part))

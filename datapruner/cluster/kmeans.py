@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 
@@ -10,7 +9,9 @@ import numpy as np
 
 from datapruner.cluster.faiss_backend import use_gpu
 from datapruner.config import Config
-from datapruner.embed.outputs import read_img_emb, save_npy
+from datapruner.embed.outputs import read_img_emb
+from datapruner.errors import DataprunerError
+from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -46,25 +47,29 @@ def fit_centroids(x: np.ndarray, k: int, cfg: Config) -> np.ndarray:
     return km.centroids.astype(np.float32)
 
 
-def cluster_token(counts: list[int], cfg: Config) -> str:
-    """What the centroids depend on; a rerun with the same token reuses them."""
-    text = f"{counts}|{cfg.clusters}|{cfg.kmeans_sample}|{cfg.kmeans_iters}|{cfg.seed}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def token(ctx, part: str) -> str:
+    """What the centroids depend on: the embeddings and the k-means settings."""
+    from datapruner.embed.inputs import token as embed_token
+    from datapruner.steps import token_of
+
+    cfg = ctx.cfg
+    return token_of(embed_token(ctx), cfg.clusters, cfg.kmeans_sample, cfg.kmeans_iters, cfg.seed)
 
 
-def cluster(run: RunDir, cfg: Config) -> dict:
-    parts = run.part_ids()
-    counts = [read_img_emb(run, p).shape[0] for p in parts]
+def outputs(run: RunDir, part: str) -> list:
+    return [run.centroids]
+
+
+def run(ctx, part: str) -> dict:
+    rd, cfg = ctx.run, ctx.cfg
+    parts = rd.part_ids()
+    counts = [read_img_emb(rd, p).shape[0] for p in parts]
     n = sum(counts)
     if n == 0:
-        raise ValueError(f"{run.root} holds no valid embeddings to cluster (see errors/)")
+        raise DataprunerError(f"{rd.root} holds no valid embeddings to cluster (see errors/)")
     k = min(cfg.clusters or default_clusters(n), n)
-    path, token = run / "clusters/centroids.npy", cluster_token(counts, cfg)
-    if path.exists() and run.is_done("cluster", "centroids", token):
-        return {"clusters": k, "sample": None, "reused": True}
     size = sample_size(n, k, cfg.kmeans_sample)
-    x = load_sample(run, parts, sample_rows(counts, size, cfg.seed))
+    x = load_sample(rd, parts, sample_rows(counts, size, cfg.seed))
     log.info("k-means: k=%d on a sample of %d of %d embeddings (d=%d)", k, size, n, x.shape[1])
-    save_npy(path, fit_centroids(x, k, cfg))
-    run.mark_done("cluster", "centroids", token)
-    return {"clusters": k, "sample": size, "reused": False}
+    save_npy(rd.centroids, fit_centroids(x, k, cfg))
+    return {"clusters": k, "sample": size}

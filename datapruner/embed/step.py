@@ -1,54 +1,83 @@
-"""The embed map step: shards in, one embeddings/metadata/errors part per shard out."""
+"""The embed map step: shards in, one embeddings/metadata/errors part per shard out.
+
+Decode workers are a torch DataLoader over whole shards (embed/stream.py); each shard's part is
+written as soon as its last batch is embedded and yielded to the loop, which marks it.
+With precomputed embeddings (`--embeddings DIR`) the step only checks each part is there.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from datapruner.config import Config
-from datapruner.embed.model import ClipModel, autocast, load_clip
 from datapruner.embed.outputs import write_embed_part
-from datapruner.embed.stream import Decoder, ShardStream, ShardTask
-from datapruner.io.rundir import RunDir, part_id
+from datapruner.io.rundir import RunDir
 
 log = logging.getLogger(__name__)
-STEP = "embed"
 
 
-def pending_tasks(run: RunDir, shards: list[str], parts: list[int] | None = None) -> list[ShardTask]:
-    """Shards not yet embedded (only those whose index is in `parts`, when given)."""
-    wanted = range(len(shards)) if parts is None else sorted(set(parts))
-    return [ShardTask(i, shards[i]) for i in wanted if not run.is_done(STEP, part_id(i, len(shards)))]
+def parts(ctx) -> list[str]:
+    return ctx.run.part_ids()
 
 
-def embed_tasks(run: RunDir, tasks: list[ShardTask], n_shards: int, cfg: Config, clip: ClipModel | None = None,
-                progress: bool = True) -> dict:
-    """Embed the given shards; each finished shard is written and marked before the next counts."""
+def outputs(run: RunDir, part: str) -> list:
+    own = run.own_embeddings
+    return [run.img_emb(part, own), run.text_emb(part, own), run.metadata(part, own), run.errors(part)]
+
+
+def batch(cfg) -> int:
+    """Shards per call on a distributed runner (enough to keep an actor's decode workers busy)."""
+    return cfg.ray_shards_per_call or max(1, cfg.num_workers)
+
+
+def setup(ctx):
+    """The model, loaded once per process or Ray actor."""
+    from datapruner.embed.model import load_clip
+
+    cfg = ctx.cfg
+    if cfg.embeddings:
+        return None
+    return load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
+
+
+def run(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
+    if ctx.cfg.embeddings:
+        from datapruner.embed.precomputed import check_part
+
+        for part in part_ids:
+            yield part, check_part(ctx.run, part)
+        return
+    yield from embed_parts(ctx, part_ids, clip)
+
+
+def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
     import torch
 
-    if not tasks:
-        return {"samples": 0, "errors": 0, "shards": 0}
-    clip = clip or load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
+    from datapruner.embed.stream import Decoder, ShardStream, ShardTask
+
+    run_dir, cfg = ctx.run, ctx.cfg
+    index = {p: i for i, p in enumerate(run_dir.part_ids())}
+    shards = run_dir.shards()
+    tasks = [ShardTask(index[p], shards[index[p]]) for p in part_ids]
     decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field)
-    stream = ShardStream(tasks, decoder, cfg.batch_size)
     workers = min(cfg.num_workers, len(tasks))
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
-                                         prefetch_factor=2 if workers else None)
+    loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, cfg.batch_size), batch_size=None,
+                                         num_workers=workers, prefetch_factor=2 if workers else None)
     pending: dict[int, dict] = {}
-    totals = {"samples": 0, "errors": 0, "shards": 0}
     with threads_beside_workers(clip.device, workers), \
-            tqdm(total=None, unit="sample", desc="embed", disable=not progress) as bar:
-        for batch in loader:
-            buf = pending.setdefault(batch["index"], {"img": [], "txt": [], "rows": [], "errors": []})
-            _embed_into(buf, batch, clip)
-            bar.update(len(batch["rows"]))
-            if batch["last"]:
-                _finish_shard(run, batch, pending.pop(batch["index"]), n_shards, clip.dim, totals)
-    return totals
+            tqdm(total=None, unit="sample", desc="embed", disable=not ctx.progress) as bar:
+        for b in loader:
+            buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
+            _embed_into(buf, b, clip)
+            bar.update(len(b["rows"]))
+            if b["last"]:
+                part = run_dir.part_ids()[b["index"]]
+                yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
 
 
 @contextlib.contextmanager
@@ -67,8 +96,10 @@ def threads_beside_workers(device: str, workers: int):
         torch.set_num_threads(before)
 
 
-def _embed_into(buf: dict, batch: dict, clip: ClipModel) -> None:
+def _embed_into(buf: dict, batch: dict, clip) -> None:
     import torch
+
+    from datapruner.embed.model import autocast
 
     buf["errors"].extend(batch["errors"])
     if batch["images"] is None:
@@ -90,15 +121,10 @@ def _normalised(x) -> np.ndarray:
     return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy()
 
 
-def _finish_shard(run: RunDir, batch: dict, buf: dict, n_shards: int, dim: int, totals: dict) -> None:
-    part = part_id(batch["index"], n_shards)
+def _finish_shard(run: RunDir, part: str, shard: str, buf: dict, dim: int) -> dict:
     img = np.concatenate(buf["img"]) if buf["img"] else np.zeros((0, dim), np.float16)
-    txt = _text_matrix(buf, dim)
-    write_embed_part(run, part, batch["shard"], img, txt, buf["rows"], buf["errors"])
-    run.mark_done(STEP, part)
-    totals["samples"] += len(buf["rows"])
-    totals["errors"] += len(buf["errors"])
-    totals["shards"] += 1
+    write_embed_part(run, part, shard, img, _text_matrix(buf, dim), buf["rows"], buf["errors"])
+    return {"samples": len(buf["rows"]), "errors": len(buf["errors"]), "shards": 1}
 
 
 def _text_matrix(buf: dict, dim: int) -> np.ndarray | None:

@@ -1,57 +1,40 @@
-"""The run directory of DESIGN section 2: paths, atomic writes and completion markers."""
+"""The run directory of DESIGN section 2. Only this module spells paths inside RUN.
+
+It also keeps the completion markers (`_done/<step>/<part>`: JSON with the input token, the files
+the part wrote, and for barriers a digest of them) and the lock that lets one process write a RUN.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from datapruner.errors import DataprunerError, RunInUse
+from datapruner.io.atomic import HOST, TEMP_NAME, pid_alive, write_json
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: str | Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+LOCK = "_lock"
 
 
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def __truediv__(self, rel: str) -> Path:
-        return self.root / rel
-
-    @property
-    def embeddings_dir(self) -> Path:
-        """RUN/embeddings, or the precomputed embeddings directory the run was pointed at."""
-        if self.run_json.exists():
-            linked = self.read_run_json().get("embeddings_dir")
-            if linked:
-                return Path(linked)
-        return self.root / "embeddings"
-
+    # run.json ---------------------------------------------------------------------------------------
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
 
+    def exists(self) -> bool:
+        return self.run_json.exists()
+
     def read_run_json(self) -> dict:
         if not self.run_json.exists():
-            raise FileNotFoundError(f"{self.root} is not a datapruner run directory (no run.json); run `datapruner embed` first")
+            raise DataprunerError(f"{self.root} is not a datapruner run directory (no run.json); "
+                                  "run `datapruner embed` or `datapruner score` first")
         return json.loads(self.run_json.read_text())
 
     def update_run_json(self, **fields) -> None:
@@ -59,27 +42,212 @@ class RunDir:
         info.update(fields)
         write_json(self.run_json, info)
 
-    def part_ids(self) -> list[str]:
-        """Zero-padded part ids of the input shards, in sorted shard order."""
-        return [part_id(i, len(self.shards())) for i in range(len(self.shards()))]
-
     def shards(self) -> list[str]:
         return self.read_run_json()["shards"]
 
-    # completion markers: the marker's text is a token of the inputs that produced the part
-    def _marker(self, step: str, part: str) -> Path:
-        return self.root / "_done" / step / part
+    def part_ids(self) -> list[str]:
+        """Zero-padded part ids of the input shards, in sorted shard order."""
+        n = len(self.shards())
+        return [part_id(i, n) for i in range(n)]
 
-    def is_done(self, step: str, part: str, token: str = "") -> bool:
-        marker = self._marker(step, part)
-        return marker.exists() and marker.read_text() == token
+    # embeddings (read from the run's own folder, or the precomputed folder it was pointed at) ------------
+    @property
+    def own_embeddings(self) -> Path:
+        return self.root / "embeddings"
 
-    def mark_done(self, step: str, part: str, token: str = "") -> None:
-        with atomic_path(self._marker(step, part)) as tmp:
-            tmp.write_text(token)
+    @property
+    def embeddings_root(self) -> Path:
+        linked = self.read_run_json().get("embeddings_dir") if self.exists() else None
+        return Path(linked) if linked else self.own_embeddings
 
-    def clear(self, rel: str) -> None:
-        shutil.rmtree(self.root / rel, ignore_errors=True)
+    def img_emb(self, part: str, root: Path | None = None) -> Path:
+        return (root or self.embeddings_root) / f"img_emb/img_emb_{part}.npy"
+
+    def text_emb(self, part: str, root: Path | None = None) -> Path:
+        return (root or self.embeddings_root) / f"text_emb/text_emb_{part}.npy"
+
+    def metadata(self, part: str, root: Path | None = None) -> Path:
+        return (root or self.embeddings_root) / f"metadata/metadata_{part}.parquet"
+
+    def errors(self, part: str) -> Path:
+        return self.root / f"errors/part-{part}.parquet"
+
+    # cluster, assign, metrics, scores -----------------------------------------------------------------
+    @property
+    def centroids(self) -> Path:
+        return self.root / "clusters/centroids.npy"
+
+    def assigned_cluster(self, part: str) -> Path:
+        return self.root / f"clusters/assign/cluster_{part}.npy"
+
+    def assigned_dist(self, part: str) -> Path:
+        return self.root / f"clusters/assign/dist_{part}.npy"
+
+    def metric_dir(self, name: str) -> Path:
+        """Fitted state of one metric (e.g. EL2N's probes)."""
+        return self.root / f"metrics/{name}"
+
+    def scores(self, part: str) -> Path:
+        return self.root / f"scores/part-{part}.parquet"
+
+    # manifest, write, report ------------------------------------------------------------------------
+    @property
+    def manifest_dir(self) -> Path:
+        return self.root / "manifest"
+
+    @property
+    def keep_parquet(self) -> Path:
+        return self.manifest_dir / "keep.parquet"
+
+    @property
+    def keep_uids(self) -> Path:
+        return self.manifest_dir / "keep_uids.npy"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.manifest_dir / "summary.json"
+
+    def budget_clusters(self, budget: str) -> Path:
+        return self.manifest_dir / f"{budget}_clusters.parquet"
+
+    @property
+    def write_plan(self) -> Path:
+        return self.manifest_dir / "write_plan.parquet"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    def shard(self, j: int) -> Path:
+        return self.shards_dir / f"{j:06d}.tar"
+
+    def shard_stats(self, j: int) -> Path:
+        return self.shards_dir / f"{j:06d}_stats.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report_dir / "index.html"
+
+    def report_file(self, name: str) -> Path:
+        return self.report_dir / name
+
+    @property
+    def verify_dir(self) -> Path:
+        return self.root / "verify"
+
+    @property
+    def verify_test_run(self) -> Path:
+        return self.verify_dir / "test_run"
+
+    # completion markers -------------------------------------------------------------------------------
+    def marker(self, step: str, part: str) -> Path:
+        return self.root / f"_done/{step}/{part}"
+
+    def read_marker(self, step: str, part: str) -> dict | None:
+        """The marker's record, or None when the part is not done (or was marked by an older layout)."""
+        try:
+            record = json.loads(self.marker(step, part).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return record if isinstance(record, dict) and "token" in record else None
+
+    def marked_parts(self, step: str) -> list[str]:
+        folder = self.root / f"_done/{step}"
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+    def write_marker(self, step: str, part: str, token: str, outputs: list[Path], digest: str | None = None) -> None:
+        rel = sorted(str(p.relative_to(self.root)) for p in outputs if p.exists())
+        write_json(self.marker(step, part), {"token": token, "outputs": rel, "digest": digest})
+
+    def drop_part(self, step: str, part: str) -> list[str]:
+        """Delete what the part's marker records writing (only inside RUN), then the marker. Returns the files."""
+        record = self.read_marker(step, part) or {}
+        removed = []
+        for rel in record.get("outputs", []):
+            path = (self.root / rel).resolve()
+            if path.is_relative_to(self.root.resolve()) and path.is_file():
+                path.unlink()
+                removed.append(rel)
+        self.marker(step, part).unlink(missing_ok=True)
+        return removed
+
+    # one writer at a time -----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, command: str, scope: str | None = None) -> Iterator[None]:
+        """Hold RUN/_lock while `command` writes; a live holder → RunInUse, a dead one's lock is taken over.
+
+        An orchestrator's task that runs a few parts of a map step passes `scope` (e.g. "embed-0-7"):
+        such tasks share the run with each other, never with a whole-run command.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / (LOCK if scope is None else f"{LOCK}.{scope}")
+        holder = {"pid": os.getpid(), "host": HOST, "command": command,
+                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _take(path, holder)
+        try:
+            others = [p for p in self.root.glob(f"{LOCK}.*")] if scope is None else [self.root / LOCK]
+            for other in others:
+                current = _read_holder(other)
+                if current and not _dead(current):
+                    raise _in_use(self.root, current)
+            self.remove_dead_temps(any_host=scope is None)
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    def remove_dead_temps(self, any_host: bool = True) -> int:
+        """Temp files of processes that are gone: on this host, those whose pid is not alive; with
+        `any_host` (we hold the whole-run lock, so no other writer exists) every other process's too."""
+        removed = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                m = TEMP_NAME.match(name)
+                if not m or (m["host"] == HOST and int(m["pid"]) == os.getpid()):
+                    continue
+                if (m["host"] == HOST and not pid_alive(int(m["pid"]))) or (any_host and m["host"] != HOST):
+                    Path(folder, name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _take(path: Path, holder: dict) -> None:
+    """Create `path` holding `holder`, atomically (a hard link of a complete temp file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{HOST}-{os.getpid()}")
+    tmp.write_text(json.dumps(holder))
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)
+                return
+            except FileExistsError:
+                current = _read_holder(path)
+                if current is None or not _dead(current):
+                    raise _in_use(path.parent, current) from None
+                path.unlink(missing_ok=True)  # a killed holder's lock: take it over
+        raise _in_use(path.parent, _read_holder(path))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _in_use(root: Path, holder: dict | None) -> RunInUse:
+    who = (f"pid {holder['pid']} on {holder['host']} ({holder.get('command', '?')}, since {holder.get('since', '?')})"
+           if holder else "another process")
+    return RunInUse(f"{root} is in use by {who}; wait for it to finish, or use another --out")
+
+
+def _read_holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _dead(holder: dict) -> bool:
+    return holder.get("host") == HOST and not pid_alive(int(holder.get("pid", 0)))
 
 
 def part_id(index: int, count: int) -> str:

@@ -6,6 +6,7 @@ import platform
 from importlib import metadata
 
 from datapruner.config import Config
+from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
 
 PACKAGES = ("datapruner", "torch", "open_clip_torch", "faiss-cpu", "faiss-gpu", "numpy", "pyarrow", "webdataset", "ray")
@@ -26,7 +27,7 @@ def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
     if run.run_json.exists():
         previous = run.read_run_json().get("shards")
         if previous is not None and previous != shards:
-            raise ValueError(
+            raise DataprunerError(
                 f"{run.root} was made from a different shard list ({len(previous)} shards, now {len(shards)}); "
                 "use a new --out directory"
             )

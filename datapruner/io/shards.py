@@ -9,8 +9,10 @@ from typing import BinaryIO, Iterator
 import fsspec
 from braceexpand import braceexpand
 
+from datapruner.errors import DataprunerError
 
-class SourceError(ValueError):
+
+class SourceError(DataprunerError):
     """A shard source the user gave cannot be used."""
 
 

@@ -1,13 +1,15 @@
-"""What a metric is: an optional barrier fit over the run, then a per-part score (higher = harder)."""
+"""What a metric is: a per-part score (higher = harder), and for some a barrier fit before it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from datapruner.config import Config
+from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
 
 
@@ -26,21 +28,43 @@ class PartData:
 
 
 class Metric:
-    """Subclass, set `name`, implement `score`; override `fit` when the metric needs global state.
+    """Subclass, set `name` (and `defaults`, its options), implement `score`.
 
-    `fit` runs once on the driver after clustering (a barrier) and stores what it learns under
-    `RUN/metrics/<name>/`; `score` runs per part, possibly in another process, and must be a pure
-    function of the part and that stored state.
+    `score` runs per part, possibly in another process, and must be a pure function of the part,
+    the options and (for a FittedMetric) the state its fit stored.
     """
 
     name: str = ""
+    defaults: dict = {}
+    fitted: bool = False
+    fit_options: tuple[str, ...] | None = None  # the options the fitted state depends on (None: all)
 
-    def fit(self, run: RunDir, cfg: Config) -> None:
-        return None
+    def options(self, cfg: Config) -> dict:
+        """defaults, overridden by cfg.metric_options[name]; unknown option names are an error."""
+        given = cfg.options_for(self.name)
+        unknown = set(given) - set(self.defaults)
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise DataprunerError(f"unknown option(s) for metric {self.name}: {', '.join(sorted(unknown))}; "
+                                  f"known: {known}")
+        return {**self.defaults, **given}
+
+    def token_options(self, cfg: Config) -> dict:
+        options = self.options(cfg)
+        return options if self.fit_options is None else {k: options[k] for k in self.fit_options}
 
     def score(self, part: PartData, cfg: Config) -> np.ndarray:
         raise NotImplementedError
 
-    def state_token(self, run: RunDir) -> str:
-        """Changes whenever the fitted state changes, so stale score parts are recomputed."""
-        return ""
+
+class FittedMetric(Metric):
+    """A metric with global state: `fit` runs once on the driver (the `fit` barrier step) and stores
+    what it learns under `state_dir(run)`; the step loop decides when it is fresh."""
+
+    fitted = True
+
+    def state_dir(self, run: RunDir) -> Path:
+        return run.metric_dir(self.name)
+
+    def fit(self, run: RunDir, cfg: Config, options: dict) -> dict | None:
+        raise NotImplementedError

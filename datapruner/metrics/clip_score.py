@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from datapruner.errors import DataprunerError
 from datapruner.metrics.base import Metric, PartData
-from datapruner.metrics.registry import register
 
 CHUNK = 65536
 
@@ -24,13 +24,12 @@ def rowwise_cosine(img: np.ndarray, txt: np.ndarray, chunk: int = CHUNK) -> np.n
     return out
 
 
-@register
 class ClipScore(Metric):
     name = "clip_score"
 
     def score(self, part: PartData, cfg) -> np.ndarray:
         if part.text_emb is None:
-            raise ValueError(f"part {part.part} has no text embeddings (embeddings/text_emb): clip_score needs "
+            raise DataprunerError(f"part {part.part} has no text embeddings (embeddings/text_emb): clip_score needs "
                              "captions (a txt member or a json caption field)")
         if len(part.text_emb) != len(part.img_emb):
             raise ValueError(f"part {part.part}: {len(part.text_emb)} text rows for {len(part.img_emb)} image rows")

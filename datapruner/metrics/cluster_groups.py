@@ -1,6 +1,6 @@
 """The rows of a run grouped by k-means cluster, a batch of whole clusters at a time (bounded memory).
 
-`assign_parts` assigns every part (cached in RUN/clusters/assign, shared with the score step);
+`assigned_sizes` reads the assign step's files (RUN/clusters/assign);
 `cluster_batches` then yields, for consecutive cluster ids holding at most `max_rows` rows together (a larger cluster
 comes alone), those rows' embeddings and where they came from. Memory is about
 max(max_rows, largest cluster) × d × 2 bytes; each batch is one pass over the (memory-mapped) parts.
@@ -27,12 +27,12 @@ class ClusterBatch:
     row: np.ndarray  # (n,) int64 row within its part
 
 
-def assign_parts(run: RunDir, device: str = "auto") -> tuple[np.ndarray, list[int]]:
-    """Assign every part (cached); return the cluster sizes and each part's row count."""
-    sizes = np.zeros(len(np.load(run / "clusters/centroids.npy")), np.int64)
+def assigned_sizes(run: RunDir) -> tuple[np.ndarray, list[int]]:
+    """The cluster sizes and each part's row count, from the assign step's files."""
+    sizes = np.zeros(len(np.load(run.centroids)), np.int64)
     rows = []
     for part in run.part_ids():
-        clusters, _ = part_assignment(run, part, device)
+        clusters, _ = part_assignment(run, part)
         sizes += np.bincount(clusters, minlength=len(sizes))
         rows.append(len(clusters))
     return sizes, rows

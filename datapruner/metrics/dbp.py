@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from datapruner.embed.outputs import save_npy
+from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
-from datapruner.metrics.base import Metric, PartData
-from datapruner.metrics.registry import register
-from datapruner.metrics.state import fitted_token, inputs_token, is_fitted, mark_fitted, metric_options, state_dir
+from datapruner.metrics.base import FittedMetric, PartData
 
 DEFAULTS = {"neighbours": 20, "tau": 0.1, "beta": 0.5}
 
@@ -44,22 +42,16 @@ def inter_cluster_distance(centroids: np.ndarray, neighbours: int) -> np.ndarray
     return (1.0 - nearest).mean(axis=1).astype(np.float32)
 
 
-@register
-class DBP(Metric):
+class DBP(FittedMetric):
     name = "dbp"
+    defaults = DEFAULTS
+    fit_options = ("neighbours",)
 
-    def fit(self, run: RunDir, cfg) -> None:
-        options = metric_options(cfg, self.name, DEFAULTS)
-        token = inputs_token(run, cfg, self.name, {"neighbours": options["neighbours"]})
-        if is_fitted(run, self.name, token):
-            return
-        centroids = np.load(run / "clusters/centroids.npy")
-        save_npy(state_dir(run, self.name) / "d_inter.npy", inter_cluster_distance(centroids, int(options["neighbours"])))
-        mark_fitted(run, self.name, token)
+    def fit(self, run: RunDir, cfg, options: dict) -> dict:
+        centroids = np.load(run.centroids)
+        save_npy(self.state_dir(run) / "d_inter.npy", inter_cluster_distance(centroids, int(options["neighbours"])))
+        return {}
 
     def score(self, part: PartData, cfg) -> np.ndarray:
-        d_inter = np.load(state_dir(part.run, self.name) / "d_inter.npy")
+        d_inter = np.load(self.state_dir(part.run) / "d_inter.npy")
         return (d_inter[part.cluster] * part.dist).astype(np.float32)
-
-    def state_token(self, run: RunDir) -> str:
-        return fitted_token(run, self.name)

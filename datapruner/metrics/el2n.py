@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datapruner.cluster.assign import part_assignment
-from datapruner.embed.outputs import metadata_path, read_img_emb, save_npy
-from datapruner.io.rundir import RunDir, atomic_path
-from datapruner.metrics.base import Metric, PartData
+from datapruner.embed.outputs import read_img_emb
+from datapruner.errors import DataprunerError
+from datapruner.io.atomic import atomic_path, save_npy
+from datapruner.io.rundir import RunDir
+from datapruner.metrics.base import FittedMetric, PartData
 from datapruner.metrics.probes import el2n_from_logits, init_probes, probe_logits, train_on_chunk
-from datapruner.metrics.registry import register
-from datapruner.metrics.state import fitted_token, inputs_token, is_fitted, mark_fitted, metric_options, state_dir
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"models": 4, "epochs": 3, "hidden": 0, "lr": 1e-2, "batch_size": 1024, "chunk_rows": 65536,
@@ -40,31 +40,31 @@ def data_labels(run: RunDir) -> list[np.ndarray] | None:
     """Every part's `label` column, or None when some sample has no label."""
     out = []
     for part in run.part_ids():
-        table = pq.read_table(metadata_path(run, part))
+        table = pq.read_table(run.metadata(part))
         if "label" not in table.column_names or table.column("label").null_count:
             return None
         out.append(table.column("label").to_numpy().astype(np.int64))
     return out
 
 
-def cluster_labels(run: RunDir, device: str) -> list[np.ndarray]:
-    return [part_assignment(run, part, device)[0].astype(np.int64) for part in run.part_ids()]
+def cluster_labels(run: RunDir) -> list[np.ndarray]:
+    return [part_assignment(run, part)[0].astype(np.int64) for part in run.part_ids()]
 
 
-def write_labels(run: RunDir, mode: str, device: str) -> int:
+def write_labels(run: RunDir, mode: str) -> int:
     """Save each part's class ids (0..C-1) and the class values; return C."""
     if mode not in ("auto", "data", "cluster"):
-        raise ValueError(f"el2n labels must be auto, data or cluster, got {mode!r}")
+        raise DataprunerError(f"el2n labels must be auto, data or cluster, got {mode!r}")
     labels = data_labels(run) if mode != "cluster" else None
     if labels is None and mode == "data":
-        raise ValueError("el2n labels=data, but some samples have no label (metadata column 'label')")
+        raise DataprunerError("el2n labels=data, but some samples have no label (metadata column 'label')")
     source = "data" if labels is not None else "cluster"
     if labels is None:
-        labels = cluster_labels(run, device)
-        classes = np.arange(len(np.load(run / "clusters/centroids.npy")))
+        labels = cluster_labels(run)
+        classes = np.arange(len(np.load(run.centroids)))
     else:
         classes = np.unique(np.concatenate(labels)) if labels else np.zeros(0, np.int64)
-    directory = state_dir(run, "el2n")
+    directory = run.metric_dir("el2n")
     for part, values in zip(run.part_ids(), labels):
         save_npy(directory / f"labels/part-{part}.npy", np.searchsorted(classes, values).astype(np.int32))
     save_npy(directory / "classes.npy", classes)
@@ -74,7 +74,7 @@ def write_labels(run: RunDir, mode: str, device: str) -> int:
 
 def stream_chunks(run: RunDir, rng: np.random.Generator, chunk_rows: int):
     """(embeddings float32, class ids) chunks over the parts, in a seeded random part and chunk order."""
-    directory = state_dir(run, "el2n")
+    directory = run.metric_dir("el2n")
     for p in rng.permutation(len(run.part_ids())):
         part = run.part_ids()[p]
         emb, labels = read_img_emb(run, part), np.load(directory / f"labels/part-{part}.npy", mmap_mode="r")
@@ -99,11 +99,11 @@ def train_ensemble(run: RunDir, classes: int, options: dict, seed: int, device) 
 
 
 def probes_path(run: RunDir):
-    return state_dir(run, "el2n") / "probes.pt"
+    return run.metric_dir("el2n") / "probes.pt"
 
 
 @lru_cache(maxsize=4)
-def load_probes(path: str, token: str) -> dict:
+def load_probes(path: str, mtime_ns: int) -> dict:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -122,27 +122,21 @@ def el2n_scores(params: dict, x: np.ndarray, labels: np.ndarray, chunk: int = 65
     return out
 
 
-@register
-class EL2N(Metric):
+class EL2N(FittedMetric):
     name = "el2n"
+    defaults = DEFAULTS
 
-    def fit(self, run: RunDir, cfg) -> None:
+    def fit(self, run: RunDir, cfg, options: dict) -> dict:
         import torch
 
-        options = metric_options(cfg, self.name, DEFAULTS)
-        token = inputs_token(run, cfg, self.name, options)
-        if is_fitted(run, self.name, token):
-            return
-        classes = write_labels(run, options["labels"], cfg.device)
+        classes = write_labels(run, options["labels"])
         params = train_ensemble(run, classes, options, cfg.seed, torch_device(cfg.device))
         with atomic_path(probes_path(run)) as tmp:
             torch.save(params, tmp)
-        mark_fitted(run, self.name, token)
+        return {"classes": classes}
 
     def score(self, part: PartData, cfg) -> np.ndarray:
-        params = load_probes(str(probes_path(part.run)), self.state_token(part.run))
-        labels = np.load(state_dir(part.run, self.name) / f"labels/part-{part.part}.npy")
+        path = probes_path(part.run)
+        params = load_probes(str(path), path.stat().st_mtime_ns)
+        labels = np.load(self.state_dir(part.run) / f"labels/part-{part.part}.npy")
         return el2n_scores(params, part.img_emb, labels)
-
-    def state_token(self, run: RunDir) -> str:
-        return fitted_token(run, self.name)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from datapruner.metrics.base import Metric, PartData
-from datapruner.metrics.registry import register
 
 
-@register
 class Prototypicality(Metric):
     name = "prototypicality"
 

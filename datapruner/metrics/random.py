@@ -7,7 +7,6 @@ import hashlib
 import numpy as np
 
 from datapruner.metrics.base import Metric, PartData
-from datapruner.metrics.registry import register
 
 
 def hashed_uniform(seed: int, shards, keys) -> np.ndarray:
@@ -19,7 +18,6 @@ def hashed_uniform(seed: int, shards, keys) -> np.ndarray:
     return out
 
 
-@register
 class Random(Metric):
     name = "random"
 

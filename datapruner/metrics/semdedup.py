@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from datapruner.embed.outputs import save_npy
+from datapruner.errors import DataprunerError
+from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
-from datapruner.metrics.base import Metric, PartData
-from datapruner.metrics.cluster_groups import ClusterBatch, assign_parts, cluster_batches
-from datapruner.metrics.registry import register
-from datapruner.metrics.state import fitted_token, inputs_token, is_fitted, mark_fitted, metric_options, state_dir
+from datapruner.metrics.base import FittedMetric, PartData
+from datapruner.metrics.cluster_groups import ClusterBatch, assigned_sizes, cluster_batches
 
 DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 4096}
 
@@ -50,7 +49,7 @@ def max_similarity_to_earlier(x: np.ndarray, block: int = 4096) -> np.ndarray:
 def within_cluster_order(batch: ClusterBatch, order: str) -> np.ndarray:
     """Row indices of the batch sorted by cluster, then by the dedup order, then (part, row)."""
     if order not in ("hard", "easy"):
-        raise ValueError(f"semdedup order must be hard or easy, got {order!r}")
+        raise DataprunerError(f"semdedup order must be hard or easy, got {order!r}")
     key = -batch.dist if order == "hard" else batch.dist
     return np.lexsort((batch.row, batch.part, key, batch.cluster))
 
@@ -68,37 +67,29 @@ def duplicate_scores(batch: ClusterBatch, order: str, block: int) -> np.ndarray:
 
 
 def scores_path(run: RunDir, part: str):
-    return state_dir(run, "semdedup") / f"scores/part-{part}.npy"
+    return run.metric_dir("semdedup") / f"scores/part-{part}.npy"
 
 
-@register
-class SemDeDup(Metric):
+class SemDeDup(FittedMetric):
     name = "semdedup"
+    defaults = DEFAULTS
+    fit_options = ("order",)
 
-    def fit(self, run: RunDir, cfg) -> None:
-        options = metric_options(cfg, self.name, DEFAULTS)
-        token = inputs_token(run, cfg, self.name, {"order": options["order"]})
-        if is_fitted(run, self.name, token):
-            return
-        sizes, rows = assign_parts(run, cfg.device)
-        parts = run.part_ids()
+    def fit(self, run: RunDir, cfg, options: dict) -> dict:
+        sizes, rows = assigned_sizes(run)
         out = [np.full(n, -1.0, np.float32) for n in rows]
         for batch in cluster_batches(run, sizes, int(options["max_rows"])):
             scores = duplicate_scores(batch, options["order"], int(options["block"]))
             for p in np.unique(batch.part):
                 mine = batch.part == p
                 out[p][batch.row[mine]] = scores[mine]
-        for part, scores in zip(parts, out):
+        for part, scores in zip(run.part_ids(), out):
             save_npy(scores_path(run, part), scores)
-        mark_fitted(run, self.name, token)
+        return {}
 
     def score(self, part: PartData, cfg) -> np.ndarray:
         scores = np.load(scores_path(part.run, part.part))
         if len(scores) != part.meta.num_rows:
-            raise ValueError(f"{scores_path(part.run, part.part)} has {len(scores)} rows for {part.meta.num_rows} "
-                             "samples: delete RUN/metrics/semdedup and rerun score")
+            raise RuntimeError(f"{scores_path(part.run, part.part)} has {len(scores)} rows for "
+                               f"{part.meta.num_rows} samples")
         return scores
-
-    def state_token(self, run: RunDir) -> str:
-        return fitted_token(run, self.name)
-

@@ -1,87 +1,114 @@
-"""The score map step: assign each part's embeddings to centroids and score them with every metric."""
+"""The fit barrier and the score map step: each part's assignment and every metric's score.
+
+A metric's token hashes the centroids' digest, its name, the options its state depends on and the
+seed; the score step's token lists the token of every metric it scores ("name=token;…"), so a part
+scored with more metrics than asked for still covers the request (verify scores extra columns).
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from datapruner.cluster.assign import centroids_token, part_assignment
+from datapruner.cluster.assign import part_assignment
 from datapruner.config import Config
-from datapruner.embed.outputs import read_img_emb, read_metadata, read_text_emb, save_parquet
+from datapruner.embed.outputs import read_img_emb, read_metadata, read_text_emb
+from datapruner.io.atomic import save_parquet
 from datapruner.io.rundir import RunDir
 from datapruner.metrics.base import PartData
 from datapruner.metrics.registry import get_metric
-
-STEP = "score"
+from datapruner.plugins import BUDGETS, METRICS
 
 
 def metrics_needed(cfg: Config) -> list[str]:
     """Always prototypicality and random (free, and the baselines); then the policy's metric and filters,
     the budget when a metric shares its name (the dbp budget reads score_dbp), and cfg.metrics."""
-    from datapruner.metrics.registry import available
-
-    budget = [cfg.budget] if cfg.budget in available() else []
-    names = ["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters), *budget, *cfg.metrics]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys([*policy_metrics(cfg), *cfg.metrics]))
 
 
-def scores_path(run: RunDir, part: str):
-    return run / f"scores/part-{part}.parquet"
+def policy_metrics(cfg: Config) -> list[str]:
+    budget = [cfg.budget] if cfg.budget in METRICS.names() else []
+    metric = [cfg.metric] if cfg.metric in METRICS.names() or cfg.metric not in BUDGETS.names() else []
+    return list(dict.fromkeys(["prototypicality", "random", *metric, *(f["name"] for f in cfg.filters), *budget]))
 
 
-def scores_cover(run: RunDir, cfg: Config) -> bool:
-    """Whether every score part exists and holds each column this policy needs."""
-    import pyarrow.parquet as pq
+def metric_token(ctx, name: str) -> str:
+    from datapruner.steps import barrier_digest, token_of
 
-    paths = [scores_path(run, part) for part in run.part_ids()]
-    if not all(p.exists() for p in paths):
-        return False
-    have = set(pq.read_schema(paths[0]).names)
-    return all(f"score_{m}" in have for m in metrics_needed(cfg))
+    metric = get_metric(name)
+    return token_of(barrier_digest(ctx, "cluster", "centroids"), name, metric.token_options(ctx.cfg), ctx.cfg.seed)
 
 
-def fit_metrics(run: RunDir, cfg: Config) -> str:
-    """The barrier half of scoring; returns the token that score parts are checked against."""
-    tokens = [centroids_token(run), str(cfg.seed)]
-    for name in metrics_needed(cfg):
-        metric = get_metric(name)
-        metric.fit(run, cfg)
-        tokens.append(f"{name}:{metric.state_token(run)}")
-    return "|".join(tokens)
+# fit (barrier: one part per fitted metric) ---------------------------------------------------------------
+
+def fitted_needed(ctx) -> list[str]:
+    return [m for m in metrics_needed(ctx.cfg) if get_metric(m).fitted]
 
 
-def score_part(item: tuple[str, str], run_root: str, cfg: Config, token: str) -> int:
-    """Map step for one part: writes scores/part-{i}.parquet; returns its row count."""
-    part, shard = item
-    run = RunDir(run_root)
-    if run.is_done(STEP, part, token):
-        return -1
-    data = load_part(run, part, shard, cfg)
+def fit_token(ctx, name: str) -> str:
+    return metric_token(ctx, name)
+
+
+def fit_outputs(run: RunDir, name: str) -> list:
+    folder = run.metric_dir(name)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def fit(ctx, name: str) -> dict:
+    metric = get_metric(name)
+    return metric.fit(ctx.run, ctx.cfg, metric.options(ctx.cfg)) or {}
+
+
+# score (map: one part per input shard) -------------------------------------------------------------------
+
+def score_token(ctx, part: str) -> str:
+    key = "score_token"
+    if key not in ctx.memo:
+        ctx.memo[key] = ";".join(f"{m}={metric_token(ctx, m)}" for m in metrics_needed(ctx.cfg))
+    return ctx.memo[key]
+
+
+def covers(marked: str, wanted: str) -> bool:
+    """A part scored with these metrics (and maybe more) at the same tokens serves the request."""
+    return set(wanted.split(";")) <= set(marked.split(";"))
+
+
+def score_outputs(run: RunDir, part: str) -> list:
+    return [run.scores(part)]
+
+
+def score(ctx, part_ids: list[str], state=None) -> Iterator[tuple[str, dict]]:
+    for part in part_ids:
+        yield part, {"rows": score_part(ctx.run, part, ctx.cfg)}
+
+
+def score_part(run: RunDir, part: str, cfg: Config) -> int:
+    data = load_part(run, part, cfg)
     columns = {
         "shard": data.meta.column("shard"), "key": data.meta.column("key"),
         "cluster": pa.array(data.cluster), "dist_to_centroid": pa.array(data.dist),
     }
     for name in metrics_needed(cfg):
         columns[f"score_{name}"] = pa.array(np.asarray(get_metric(name).score(data, cfg), np.float32))
-    save_parquet(scores_path(run, part), pa.table(columns))
-    run.mark_done(STEP, part, token)
+    save_parquet(run.scores(part), pa.table(columns))
     return data.meta.num_rows
 
 
-def load_part(run: RunDir, part: str, shard: str, cfg: Config) -> PartData:
-    centroids = np.load(run / "clusters/centroids.npy")
-    emb = read_img_emb(run, part)
-    clusters, dist = part_assignment(run, part, cfg.device)
-    return PartData(run, part, emb, read_text_emb(run, part), read_metadata(run, part, shard), clusters, dist, centroids)
+def load_part(run: RunDir, part: str, cfg: Config) -> PartData:
+    shard = run.shards()[run.part_ids().index(part)]
+    clusters, dist = part_assignment(run, part)
+    return PartData(run, part, read_img_emb(run, part), read_text_emb(run, part), read_metadata(run, part, shard),
+                    clusters, dist, np.load(run.centroids))
 
 
-def score_all(run: RunDir, cfg: Config, runner, progress: bool = True, parts: list[int] | None = None) -> dict:
-    """Fit (a no-op when already fitted), then score every part, or only the parts with these indices."""
-    token = fit_metrics(run, cfg)
-    items = list(zip(run.part_ids(), run.shards()))
-    if parts is not None:
-        items = [items[i] for i in sorted(set(parts))]
-    done = runner.map(partial(score_part, run_root=str(run.root), cfg=cfg, token=token), items, "score", progress)
-    return {"parts": len(items), "parts_reused": sum(1 for n in done if n < 0), "metrics": metrics_needed(cfg)}
+def scores_cover(run: RunDir, cfg: Config) -> bool:
+    """Whether every part is scored with every metric this config needs, at their current tokens."""
+    from datapruner.steps import Context, NotReady, get_step, is_reusable
+
+    ctx, step = Context(run, cfg), get_step("score")
+    try:
+        return all(is_reusable(ctx, step, p, score_token(ctx, p)) for p in run.part_ids())
+    except NotReady:
+        return False

@@ -9,28 +9,44 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapruner.io.rundir import RunDir, atomic_path
+from datapruner.io.atomic import atomic_path
+from datapruner.io.rundir import RunDir
 from datapruner.report.gallery import thumbnail_uri
 from datapruner.report.plots import cluster_bars, score_histogram
 
 PER_ROW = 8
 
 
+FILES = ("index.html", "scores.png", "clusters.png")
+
+
+def token(ctx, part: str) -> str:
+    from datapruner.steps import barrier_digest
+
+    return barrier_digest(ctx, "select", "manifest")
+
+
+def outputs(run: RunDir, part: str) -> list:
+    return [run.report_file(name) for name in FILES]
+
+
+def run(ctx, part: str) -> dict:
+    return {"report": build_report(ctx.run)}
+
+
 def build_report(run: RunDir, clusters_shown: int = 6) -> str:
-    manifest = pq.read_table(run / "manifest/keep.parquet")
-    summary = json.loads((run / "manifest/summary.json").read_text())
+    manifest = pq.read_table(run.keep_parquet)
+    summary = json.loads(run.summary_json.read_text())
     valid = manifest.filter(pc.is_valid(manifest.column("cluster")))
-    out = run / "report"
-    out.mkdir(parents=True, exist_ok=True)
     metric = f"score_{summary['policy']['metric']}"
     kept = valid.column("kept").to_numpy(zero_copy_only=False)
     if metric in valid.column_names:
-        score_histogram(valid.column(metric).to_numpy(), kept, metric, out / "scores.png")
+        score_histogram(valid.column(metric).to_numpy(), kept, metric, run.report_file("scores.png"))
     sizes, kept_per = np.array(summary["clusters"]["size"]), np.array(summary["clusters"]["kept"])
-    cluster_bars(sizes, kept_per, out / "clusters.png")
+    cluster_bars(sizes, kept_per, run.report_file("clusters.png"))
     body = [_summary_table(summary), '<img src="scores.png"> <img src="clusters.png">']
     body += [_gallery(valid, int(c), metric) for c in np.argsort(-sizes, kind="stable")[:clusters_shown]]
-    path = out / "index.html"
+    path = run.report_html
     with atomic_path(path) as tmp:
         tmp.write_text(_page("\n".join(body)))
     return str(path)

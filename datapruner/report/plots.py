@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datapruner.io.atomic import atomic_path
+
 
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
@@ -21,7 +23,8 @@ def save_figure(fig, path: Path, title: str | None = None, dpi: int = 100) -> Pa
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
     pyplot().close(fig)
     return path
 

@@ -1,8 +1,9 @@
-"""Runners run the map steps; the barrier steps always run in the calling process."""
+"""Runners run the map steps (one `map`, nothing step-specific); barrier steps run in the calling process."""
 
 from __future__ import annotations
 
 from datapruner.config import Config
+from datapruner.errors import DataprunerError
 
 
 def get_runner(cfg: Config):
@@ -14,4 +15,4 @@ def get_runner(cfg: Config):
         from datapruner.runners.ray import RayRunner
 
         return RayRunner(cfg)
-    raise ValueError(f"unknown runner {cfg.runner!r}: use local or ray")
+    raise DataprunerError(f"unknown runner {cfg.runner!r}: use local or ray")

@@ -1,30 +1,37 @@
-"""The default runner: the embed step in this process (decode workers beside it), map steps in a pool."""
+"""The default runner: a map step's parts in this process, or in a process pool (`workers` > 1).
+
+A step with a per-process setup (the embed model) runs in this process with its setup done once:
+its own DataLoader workers already decode beside it.
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterable
 
 from tqdm import tqdm
 
 from datapruner.config import Config
-from datapruner.io.rundir import RunDir
 
 
 class LocalRunner:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def embed(self, run: RunDir, shards: list[str], cfg: Config, progress: bool = True,
-              parts: list[int] | None = None) -> dict:
-        from datapruner.embed.step import embed_tasks, pending_tasks
+    def map(self, task, parts: list[str], desc: str, progress: bool = True) -> list[dict]:
+        """Run `task` over `parts`; returns each part's result, in the order the parts finished."""
+        results = []
+        with tqdm(total=len(parts), desc=desc, unit="part", disable=not progress) as bar:
+            if task.has_setup or self.cfg.workers <= 1 or len(parts) <= 1:
+                for _, result in task(task.setup(), parts):
+                    results.append(result)
+                    bar.update(1)
+                return results
+            with ProcessPoolExecutor(self.cfg.workers) as pool:
+                for batch in pool.map(run_batch, [task] * len(parts), [[p] for p in parts]):
+                    results.extend(r for _, r in batch)
+                    bar.update(len(batch))
+        return results
 
-        return embed_tasks(run, pending_tasks(run, shards, parts), len(shards), cfg, progress=progress)
 
-    def map(self, fn: Callable, items: Iterable, desc: str, progress: bool = True) -> list:
-        """fn(item) for every item, in order; `workers` > 1 uses processes."""
-        items = list(items)
-        if self.cfg.workers <= 1 or len(items) <= 1:
-            return [fn(item) for item in tqdm(items, desc=desc, unit="part", disable=not progress)]
-        with ProcessPoolExecutor(self.cfg.workers) as pool:
-            return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="part", disable=not progress))
+def run_batch(task, parts: list[str]) -> list[tuple[str, dict]]:
+    return list(task(task.setup(), parts))

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from datapruner.config import Config
-from datapruner.metrics.dbp import DEFAULTS
-from datapruner.metrics.state import metric_options
-from datapruner.select.policy import alive_cluster_sizes, register_budget
+from datapruner.errors import DataprunerError
+from datapruner.metrics.dbp import DBP
+from datapruner.select.budgets import alive_cluster_sizes
 from datapruner.select.quotas import cluster_quotas, waterfill
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ def p_spread(p: np.ndarray, nonempty: np.ndarray, tau: float) -> dict:
 def dbp_clusters(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> pa.Table:
     """The per-cluster DBP table for keeping k of the alive rows (schema metadata: the spread of P)."""
     if "score_dbp" not in table.column_names:
-        raise ValueError("the scores have no 'score_dbp' column: rerun `datapruner score` with --budget dbp")
-    options = metric_options(cfg, "dbp", DEFAULTS)
+        raise DataprunerError("the scores have no 'score_dbp' column: rerun `datapruner score` with --budget dbp")
+    options = DBP().options(cfg)
     tau, beta = float(options["tau"]), float(options["beta"])
     sizes = alive_cluster_sizes(table, alive)
     nonempty = sizes > 0
@@ -90,6 +90,5 @@ def _json(obj) -> str:
     return json.dumps(obj, sort_keys=True)
 
 
-@register_budget("dbp")
 def dbp_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> pa.Table:
     return dbp_clusters(table, alive, k, cfg)

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from datapruner.config import Config
-from datapruner.select.policy import register_filter, tiebreak_position
+from datapruner.errors import DataprunerError
+from datapruner.select.policy import tiebreak_position
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,17 @@ def one_mode(name: str, options: dict, modes: tuple[str, ...]) -> tuple[str, flo
     given = [m for m in modes if m in options]
     unknown = set(options) - set(modes)
     if unknown or len(given) != 1:
-        raise ValueError(f"filter {name} takes exactly one of {', '.join(modes)}; got {options or 'none'}")
+        raise DataprunerError(f"filter {name} takes exactly one of {', '.join(modes)}; got {options or 'none'}")
     value = float(options[given[0]])
     if given[0] in ("fraction", "offset") and not 0.0 <= value <= 1.0:
-        raise ValueError(f"filter {name}: {given[0]} must be in [0, 1], got {value}")
+        raise DataprunerError(f"filter {name}: {given[0]} must be in [0, 1], got {value}")
     return given[0], value
 
 
 def score_column(table: pa.Table, metric: str) -> np.ndarray:
     column = f"score_{metric}"
     if column not in table.column_names:
-        raise ValueError(f"the scores have no {column!r}: rerun `datapruner score` with --filter {metric}:...")
+        raise DataprunerError(f"the scores have no {column!r}: rerun `datapruner score` with --filter {metric}:...")
     return table.column(column).to_numpy().astype(np.float64)
 
 
@@ -50,7 +51,6 @@ def highest_alive(table: pa.Table, alive: np.ndarray, values: np.ndarray, fracti
     return removed
 
 
-@register_filter("semdedup")
 def semdedup_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
     mode, value = one_mode("semdedup", options, ("eps", "fraction"))
     dup = score_column(table, "semdedup")
@@ -63,7 +63,6 @@ def semdedup_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Conf
     return removed
 
 
-@register_filter("clip_score")
 def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
     mode, value = one_mode("clip_score", options, ("threshold", "fraction"))
     score = score_column(table, "clip_score")
@@ -72,7 +71,6 @@ def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Co
     return highest_alive(table, alive, -score, value)
 
 
-@register_filter("el2n")
 def el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
     _, value = one_mode("el2n", options, ("offset",))
     return highest_alive(table, alive, score_column(table, "el2n"), value)
@@ -88,8 +86,8 @@ def parse_filter(text: str, flag: str = "--filter") -> dict:
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{flag} {text!r}: expected name:key=value[,key=value], e.g. semdedup:eps=0.05")
+            raise DataprunerError(f"{flag} {text!r}: expected name:key=value[,key=value], e.g. semdedup:eps=0.05")
         spec[key.strip()] = yaml.safe_load(value)
     if not spec["name"]:
-        raise ValueError(f"{flag} {text!r} has no name before the colon")
+        raise DataprunerError(f"{flag} {text!r} has no name before the colon")
     return spec

@@ -9,40 +9,53 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datapruner.config import Config
-from datapruner.embed.outputs import save_npy, save_parquet
-from datapruner.io.rundir import RunDir, write_json
+from datapruner.io.atomic import save_npy, save_parquet, write_json
+from datapruner.io.rundir import RunDir
 from datapruner.select.policy import budget_name, select_table
 from datapruner.select.scores import load_errors, load_scores
 
 
+def token(ctx, part: str) -> str:
+    """The policy and the tokens of the metrics it reads (not of extra columns the scores may hold)."""
+    from datapruner.metrics.step import metric_token, policy_metrics
+    from datapruner.steps import token_of
+
+    cfg = ctx.cfg
+    metrics = {m: metric_token(ctx, m) for m in policy_metrics(cfg)}
+    options = {m: cfg.options_for(m) for m in metrics}
+    return token_of(cfg.keep, cfg.metric, cfg.order, cfg.budget, list(cfg.filters), options, cfg.seed, metrics)
+
+
+def outputs(run: RunDir, part: str) -> list:
+    budgets = sorted(run.manifest_dir.glob("*_clusters.parquet")) if run.manifest_dir.is_dir() else []
+    return [run.keep_parquet, run.keep_uids, run.summary_json, *budgets]
+
+
+def run(ctx, part: str) -> dict:
+    return build_manifest(ctx.run, ctx.cfg.keep, ctx.cfg)
+
+
 def build_manifest(run: RunDir, keep: float, cfg: Config) -> dict:
     scores = load_scores(run)
-    _remove_optional_outputs(run)
     notes: dict = {}
     selected = select_table(scores, keep, cfg, notes)
     manifest = _with_error_rows(selected, load_errors(run))
-    save_parquet(run / "manifest/keep.parquet", manifest)
+    save_parquet(run.keep_parquet, manifest)
     uids = datacomp_uids(selected.filter(selected.column("kept")))
     if uids is not None:
-        save_npy(run / "manifest/keep_uids.npy", uids)
+        save_npy(run.keep_uids, uids)
     summary = summarise(manifest, keep, cfg)
     if "budget_clusters" in notes:
         summary["budget"] = budget_report(run, notes["budget_clusters"], budget_name(cfg))
-    write_json(run / "manifest/summary.json", summary)
+    write_json(run.summary_json, summary)
     return summary
-
-
-def _remove_optional_outputs(run: RunDir) -> None:
-    """Files only some policies or data write: a new selection must not leave an older one's behind."""
-    for path in [run / "manifest/keep_uids.npy", *(run / "manifest").glob("*_clusters.parquet")]:
-        path.unlink(missing_ok=True)
 
 
 def budget_report(run: RunDir, clusters: pa.Table, budget: str) -> dict:
     """Save a budget's per-cluster table as manifest/<budget>_clusters.parquet; return its summary."""
     import json
 
-    path = run / f"manifest/{budget}_clusters.parquet"
+    path = run.budget_clusters(budget)
     save_parquet(path, clusters)
     summary = json.loads((clusters.schema.metadata or {}).get(b"summary", b"{}"))
     return {"name": budget, "clusters_file": str(path), **summary}

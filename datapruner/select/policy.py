@@ -13,55 +13,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datapruner.config import Config
-from datapruner.select.quotas import cluster_quotas
+from datapruner.errors import DataprunerError
+from datapruner.plugins import BUDGETS, FILTERS
 
-# name -> fn(table, alive, options, cfg) -> bool mask of rows the filter removes
-FILTERS: dict[str, Callable] = {}
-# name -> fn(table, alive, k, cfg) -> None for global, per-cluster quotas (int array over cluster ids), or a
-# per-cluster table with a "quota" column (and columns explaining it; its schema metadata "summary" is JSON)
-BUDGETS: dict[str, Callable] = {}
 ORDERS = ("hard", "easy", "random")
-
-
-def register_filter(name: str):
-    def wrap(fn):
-        FILTERS[name] = fn
-        return fn
-    return wrap
-
-
-def register_budget(name: str):
-    def wrap(fn):
-        BUDGETS[name] = fn
-        return fn
-    return wrap
-
-
-@register_budget("global")
-def global_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config):
-    return None
-
-
-@register_budget("cluster")
-def uniform_cluster_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> np.ndarray:
-    sizes = alive_cluster_sizes(table, alive)
-    return cluster_quotas(np.full(len(sizes), k / max(1, (sizes > 0).sum())) * (sizes > 0), sizes, k)
-
-
-def alive_cluster_sizes(table: pa.Table, alive: np.ndarray) -> np.ndarray:
-    clusters = table.column("cluster").to_numpy()
-    return np.bincount(clusters[alive], minlength=int(clusters.max()) + 1 if len(clusters) else 0)
 
 
 def order_values(table: pa.Table, cfg: Config) -> np.ndarray:
     """Smaller sorts first: -score for hard, score for easy, the seeded hash for random."""
     if cfg.order not in ORDERS:
-        raise ValueError(f"unknown order {cfg.order!r}: use one of {', '.join(ORDERS)}")
+        raise DataprunerError(f"unknown order {cfg.order!r}: use one of {', '.join(ORDERS)}")
     if cfg.order == "random":
         return table.column("score_random").to_numpy().astype(np.float64)
     column = f"score_{cfg.metric}"
     if column not in table.column_names:
-        raise ValueError(f"the scores have no {column!r}: rerun `datapruner score` with --metric {cfg.metric}")
+        raise DataprunerError(f"the scores have no {column!r}: rerun `datapruner score` with --metric {cfg.metric}")
     score = table.column(column).to_numpy().astype(np.float64)
     return -score if cfg.order == "hard" else score
 
@@ -82,7 +48,7 @@ def ranking(table: pa.Table, cfg: Config) -> np.ndarray:
 
 def budget_name(cfg: Config) -> str:
     """cfg.budget, except that a metric named like a budget (`--metric dbp`) implies it over the default global."""
-    return cfg.metric if cfg.budget == "global" and cfg.metric in BUDGETS else cfg.budget
+    return cfg.metric if cfg.budget == "global" and cfg.metric in BUDGETS.names() else cfg.budget
 
 
 def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +56,7 @@ def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]
     reason = np.full(table.num_rows, "", dtype=object)
     for spec in cfg.filters:
         name = spec["name"]
-        if name not in FILTERS:
-            raise ValueError(f"unknown filter {name!r}; available: {', '.join(sorted(FILTERS))}")
-        removed = FILTERS[name](table, alive.copy(), {k: v for k, v in spec.items() if k != "name"}, cfg) & alive
+        removed = FILTERS.get(name)(table, alive.copy(), {k: v for k, v in spec.items() if k != "name"}, cfg) & alive
         reason[removed] = f"removed by filter {name}"
         alive &= ~removed
     return alive, reason
@@ -104,15 +68,13 @@ def select_table(table: pa.Table, keep: float, cfg: Config, notes: dict | None =
     When the budget explains itself with a per-cluster table, it is put in `notes["budget_clusters"]`.
     """
     if not 0.0 <= keep <= 1.0:
-        raise ValueError(f"--keep must be a fraction in [0, 1], got {keep}")
+        raise DataprunerError(f"--keep must be a fraction in [0, 1], got {keep}")
     k = round(keep * table.num_rows)
     alive, reason = apply_filters(table, cfg)
     if alive.sum() < k:
-        raise ValueError(f"the filters left {alive.sum()} samples but keep={keep} asks for {k}: loosen the filters or keep less")
+        raise DataprunerError(f"the filters left {alive.sum()} samples but keep={keep} asks for {k}: loosen the filters or keep less")
     budget = budget_name(cfg)
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; available: {', '.join(sorted(BUDGETS))}")
-    quotas = BUDGETS[budget](table, alive, k, cfg)
+    quotas = BUDGETS.get(budget)(table, alive, k, cfg)
     if isinstance(quotas, pa.Table):
         if notes is not None:
             notes["budget_clusters"] = quotas
@@ -146,5 +108,3 @@ def _rank_within_groups(groups: np.ndarray) -> np.ndarray:
     rank[idx] = np.arange(len(groups)) - run_start
     return rank
 
-
-from datapruner.select import dbp, filters  # noqa: E402,F401  (the built-in budgets and filters register here)

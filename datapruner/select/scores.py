@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datapruner.embed.outputs import errors_path, read_metadata
+from datapruner.embed.outputs import read_metadata
+from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
-from datapruner.metrics.step import scores_path
 
 META_COLUMNS = ("uid", "caption", "label", "offset", "length")
 
@@ -16,9 +16,9 @@ def load_scores(run: RunDir) -> pa.Table:
     """One row per valid sample: scores + the metadata columns the policy, manifest and writer need."""
     tables = []
     for part, shard in zip(run.part_ids(), run.shards()):
-        path = scores_path(run, part)
+        path = run.scores(part)
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run `datapruner score` (or the score step) first")
+            raise DataprunerError(f"{path} is missing: run `datapruner select` (which scores) first")
         scores = pq.read_table(path)
         meta = read_metadata(run, part, shard)
         for name in META_COLUMNS:
@@ -29,6 +29,6 @@ def load_scores(run: RunDir) -> pa.Table:
 
 
 def load_errors(run: RunDir) -> pa.Table | None:
-    tables = [pq.read_table(errors_path(run, p)) for p in run.part_ids() if errors_path(run, p).exists()]
+    tables = [pq.read_table(run.errors(p)) for p in run.part_ids() if run.errors(p).exists()]
     tables = [t for t in tables if t.num_rows]
     return pa.concat_tables(tables) if tables else None

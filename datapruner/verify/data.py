@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datapruner.errors import DataprunerError
+
 
 @dataclass
 class Split:
@@ -43,11 +45,11 @@ def read_embeddings(path: str | Path) -> tuple[np.ndarray, pa.Table]:
     embs = sorted((root / "img_emb").glob("img_emb_*.npy"), key=_part_index)
     metas = sorted((root / "metadata").glob("metadata_*.parquet"), key=_part_index)
     if [_part_index(p) for p in embs] != [_part_index(p) for p in metas]:
-        raise ValueError(f"{root}: img_emb and metadata parts do not match")
+        raise DataprunerError(f"{root}: img_emb and metadata parts do not match")
     x = np.concatenate([np.load(p).astype(np.float32) for p in embs])
     meta = pa.concat_tables([pq.read_table(p) for p in metas], promote_options="default")
     if len(x) != meta.num_rows:
-        raise ValueError(f"{root}: {len(x)} embeddings but {meta.num_rows} metadata rows")
+        raise DataprunerError(f"{root}: {len(x)} embeddings but {meta.num_rows} metadata rows")
     return x, meta
 
 
@@ -55,7 +57,7 @@ def labels_of(table: pa.Table, where: str) -> np.ndarray:
     """The label column as int64; every row must have one (verify trains classifiers)."""
     if "label" not in table.column_names or table.column("label").null_count:
         missing = table.num_rows if "label" not in table.column_names else table.column("label").null_count
-        raise ValueError(f"{where}: {missing} samples have no label; verify needs a `cls` member "
+        raise DataprunerError(f"{where}: {missing} samples have no label; verify needs a `cls` member "
                          "(or the json label field) on every sample")
     return table.column("label").to_numpy().astype(np.int64)
 
@@ -71,7 +73,7 @@ def aligned_rows(source: pa.Table, target: pa.Table) -> np.ndarray:
     try:
         return np.array([where[rid] for rid in row_ids(target)], np.int64)
     except KeyError as exc:
-        raise ValueError(f"sample {exc.args[0]} is scored but has no embedding") from None
+        raise DataprunerError(f"sample {exc.args[0]} is scored but has no embedding") from None
 
 
 def embedding_split(path: str | Path, table: pa.Table | None = None) -> Split:
@@ -128,22 +130,22 @@ def image_split(shards: list[str], size: int, channels: int, table: pa.Table | N
     ids = row_ids(table) if table is not None else list(found)
     missing = [rid for rid in ids if rid not in found]
     if missing:
-        raise ValueError(f"{len(missing)} scored samples could not be decoded from their shards, e.g. {missing[0]}")
+        raise DataprunerError(f"{len(missing)} scored samples could not be decoded from their shards, e.g. {missing[0]}")
     if not ids:
-        raise ValueError(f"no decodable labelled images in {len(shards)} shard(s)")
+        raise DataprunerError(f"no decodable labelled images in {len(shards)} shard(s)")
     x = np.stack([found[rid][0] for rid in ids])
     labels = [found[rid][1] for rid in ids]
     if table is not None:
         return Split(x, labels_of(table, "the run's scores"))
     if any(label is None for label in labels):
-        raise ValueError("some test samples have no label (`cls` member or json label field)")
+        raise DataprunerError("some test samples have no label (`cls` member or json label field)")
     return Split(x, np.asarray(labels, np.int64))
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A bool mask of about `fraction` of each class's rows (at least one per class with ≥ 2 rows)."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"test fraction must lie in (0, 1), got {fraction}")
+        raise DataprunerError(f"test fraction must lie in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(labels), bool)
     for c in np.unique(labels):

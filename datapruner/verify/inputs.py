@@ -27,12 +27,12 @@ def scores_with_metrics(run: str | Path, cfg, metrics: list[str]) -> pa.Table:
     from datapruner.metrics.step import scores_cover
 
     rd = RunDir(run)
-    if not (rd / "clusters/centroids.npy").exists():
+    if rd.read_marker("cluster", "centroids") is None:
         api.cluster(run, cfg)
     scoring = cfg.replace(metrics=tuple(dict.fromkeys([*cfg.metrics, *metrics])))
     if not scores_cover(rd, scoring):
         log.info("verify: scoring the run with metrics %s", ", ".join(metrics_needed(scoring)))
-        api.score_samples(run, scoring, progress=False)
+        api.score(run, scoring, progress=False)
     return api.load_scores(run)
 
 
@@ -59,10 +59,10 @@ def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: in
         pass
     from datapruner import api
 
-    test_run = Path(run) / "verify" / "test_run"
+    test_run = RunDir(run).verify_test_run
     log.info("verify: embedding the test shards %s into %s", test_src, test_run)
     api.embed(test_src, test_run, cfg, progress=False)
-    return embedding_split(test_run / "embeddings")
+    return embedding_split(RunDir(test_run).own_embeddings)
 
 
 def holdout_split(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datapruner.io.rundir import atomic_path, write_json
+from datapruner.io.atomic import atomic_path, write_json
 
 COLUMNS = ("budget_mode", "method", "balance", "fraction", "kept", "kd", "alpha_setting", "alpha", "temperature",
            "seed", "accuracy", "error", "steps", "samples_seen", "epochs_on_subset", "full_data_passes", "regime",

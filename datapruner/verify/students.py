@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datapruner.errors import DataprunerError
+
 STUDENT_KINDS = ("linear", "mlp", "cnn")
 
 
@@ -16,7 +18,7 @@ def make_student(kind: str, input_shape: tuple[int, ...], num_classes: int, widt
         return _mlp(input_shape, num_classes, width)
     if kind == "cnn":
         return _cnn(input_shape, num_classes, width)
-    raise ValueError(f"unknown student {kind!r}: choose one of {', '.join(STUDENT_KINDS)}")
+    raise DataprunerError(f"unknown student {kind!r}: choose one of {', '.join(STUDENT_KINDS)}")
 
 
 def _flat_dim(input_shape: tuple[int, ...]) -> int:
@@ -48,7 +50,7 @@ def _cnn(input_shape, num_classes, width):
     from torch import nn
 
     if len(input_shape) != 3:
-        raise ValueError(f"the cnn student needs images (channels, height, width), got input shape {input_shape}")
+        raise DataprunerError(f"the cnn student needs images (channels, height, width), got input shape {input_shape}")
     c1, c2 = max(8, width // 8), max(16, width // 4)
     return nn.Sequential(
         nn.Conv2d(input_shape[0], c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),

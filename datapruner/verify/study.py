@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from datapruner.errors import DataprunerError
 from datapruner.verify.data import Split
 from datapruner.verify.train import TrainSpec, steps_per_epoch
 
@@ -85,7 +86,7 @@ class Trainer:
         self.y = torch.from_numpy(np.array([remap[c] for c in train.y], np.int64))
         unknown = set(np.unique(test.y)) - set(remap)
         if unknown:
-            raise ValueError(f"test labels {sorted(unknown)} never occur in the training data")
+            raise DataprunerError(f"test labels {sorted(unknown)} never occur in the training data")
         self.x_test = torch.from_numpy(np.ascontiguousarray((test.x - mean) / std, np.float32))
         self.y_test = torch.from_numpy(np.array([remap[c] for c in test.y], np.int64))
         self.memo: dict[tuple, dict] = {}

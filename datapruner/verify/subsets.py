@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from datapruner.errors import DataprunerError
+
 METHODS: dict[str, dict] = {
     "random": {"metric": "random", "order": "random", "budget": "global"},
     "proto_hard": {"metric": "prototypicality", "order": "hard", "budget": "global"},
@@ -29,7 +31,7 @@ def metrics_of(method: str) -> tuple[str, ...]:
 
 def method_config(cfg, method: str, seed: int):
     if method not in METHODS:
-        raise ValueError(f"unknown verify method {method!r}: choose from {', '.join(METHODS)}")
+        raise DataprunerError(f"unknown verify method {method!r}: choose from {', '.join(METHODS)}")
     return cfg.replace(**METHODS[method], seed=seed)
 
 
@@ -67,7 +69,7 @@ def kept_mask(table: pa.Table, method: str, keep: float, cfg, seed: int, balance
     so no class can vanish; balance="none" is exactly the method's own budget.
     """
     if balance not in BALANCES:
-        raise ValueError(f"unknown balance {balance!r}: choose one of {', '.join(BALANCES)}")
+        raise DataprunerError(f"unknown balance {balance!r}: choose one of {', '.join(BALANCES)}")
     from datapruner.select.policy import select_table
 
     method_cfg = method_config(cfg, method, seed)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from datapruner.errors import DataprunerError
+
 BUDGET_MODES = ("fixed_epochs", "fixed_steps")
 
 
@@ -27,9 +29,9 @@ class TrainSpec:
 
     def __post_init__(self):
         if self.budget_mode not in BUDGET_MODES:
-            raise ValueError(f"unknown budget mode {self.budget_mode!r}: choose one of {', '.join(BUDGET_MODES)}")
+            raise DataprunerError(f"unknown budget mode {self.budget_mode!r}: choose one of {', '.join(BUDGET_MODES)}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"KD alpha must lie in [0, 1], got {self.alpha}")
+            raise DataprunerError(f"KD alpha must lie in [0, 1], got {self.alpha}")
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -40,7 +42,7 @@ def total_steps(spec: TrainSpec, n_subset: int) -> int:
     """Optimizer steps a student trained on `n_subset` samples gets under `spec`."""
     if spec.budget_mode == "fixed_steps":
         if spec.steps is None:
-            raise ValueError("fixed_steps needs spec.steps")
+            raise DataprunerError("fixed_steps needs spec.steps")
         return int(spec.steps)
     return spec.epochs * steps_per_epoch(n_subset, spec.batch_size)
 
@@ -90,9 +92,9 @@ def train_student(model, x, y, spec: TrainSpec, seed: int, teacher_logits=None) 
     import torch
 
     if len(x) == 0:
-        raise ValueError("cannot train a student on an empty subset")
+        raise DataprunerError("cannot train a student on an empty subset")
     if spec.alpha > 0 and teacher_logits is None:
-        raise ValueError("KD (alpha > 0) needs the teacher's logits")
+        raise DataprunerError("KD (alpha > 0) needs the teacher's logits")
     steps = total_steps(spec, len(x))
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

@@ -17,34 +17,31 @@ from datapruner.config import Config, load_config
 
 log = logging.getLogger(__name__)
 
-# step name (a datapruner.api function) -> files and folders it writes, relative to the run directory
-STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "embed": ("embeddings", "errors"),
-    "cluster": ("clusters/centroids.npy",),
-    "score_samples": ("scores",),
-    "select": ("manifest/keep.parquet", "manifest/summary.json"),
-    "write": ("shards",),
-    "report": ("report/index.html",),
-    "fit_metrics": ("metrics",),
-}
-STEP_OUTPUTS["score"] = tuple(p for outputs in STEP_OUTPUTS.values() for p in outputs)  # end to end
-STEPS_READING_SOURCE = ("embed", "score")
-MAP_STEPS = ("embed", "score_samples", "write")  # may run as mapped tasks, one per group of parts
+STEPS_READING_SOURCE = ("embed", "prune")
+PARTITION = "partition"
+
+
+def step_names() -> tuple[str, ...]:
+    """The step table's names, plus `prune` (every step, end to end)."""
+    from datapruner.steps import STEP_NAMES
+
+    return (*STEP_NAMES, "prune")
 
 
 class DataprunerOperator(BaseOperator):
     """Run one step of datapruner.api (the same functions the CLI calls) on a run directory.
 
-    :param step: embed, cluster, fit_metrics, score_samples, select, write, report, score (all of them,
-        end to end), or partition: split the map step `of` into at most `groups` groups of parts and
-        return them (a list of lists) for ``.expand(parts=...)`` of mapped tasks.
+    :param step: a step of the table (embed, cluster, assign, fit, score, select, plan, write, report:
+        datapruner/steps.py), prune (all of them, end to end), or partition: split the map step `of`
+        into at most `groups` groups of parts and return them (a list of lists) for
+        ``.expand(parts=...)`` of mapped tasks.
     :param run_dir: the run directory (templated).
     :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; embed and score only).
     :param keep: fraction of valid samples to keep (templated; a string is converted).
     :param metric: the metric that orders samples (templated).
     :param config_path: a YAML preset (templated); empty means the package defaults.
     :param overrides: further Config options, e.g. ``{"clusters": 100}`` (values templated).
-    :param parts: for embed, score_samples and write: only these parts (a mapped task's group).
+    :param parts: for the map steps (embed, assign, score, write): only these parts (a mapped task's group).
     :param of: for partition: the map step to split.
     :param groups: for partition: how many groups at most (templated).
     :param progress: show tqdm bars in the task log.
@@ -93,36 +90,26 @@ class DataprunerOperator(BaseOperator):
 
 
 def _check_step(step: str, src: str | None, of: str | None = None) -> None:
-    if step == "partition":
+    from datapruner.steps import MAP_STEPS
+
+    if step == PARTITION:
         if of not in MAP_STEPS:
             raise ValueError(f"partition needs of= one of {', '.join(MAP_STEPS)}, got {of!r}")
         step = of
-    if step not in STEP_OUTPUTS:
-        raise ValueError(f"unknown datapruner step {step!r}: use one of partition, {', '.join(STEP_OUTPUTS)}")
+    if step not in step_names():
+        raise ValueError(f"unknown datapruner step {step!r}: use one of partition, {', '.join(step_names())}")
     if step in STEPS_READING_SOURCE and not src:
         raise ValueError(f"datapruner step {step!r} needs src (the source shards)")
 
 
 def run_step(step: str, src: str | None, run_dir: str, cfg: Config, progress: bool = False,
              parts: list[int] | None = None) -> dict:
-    """Call the datapruner.api function for `step`; the heavy libraries load here."""
+    """The datapruner.api call for `step`; the heavy libraries load here."""
     from datapruner import api
 
-    if step == "embed":
-        return api.embed(src, run_dir, cfg, progress=progress, parts=parts)
-    if step == "cluster":
-        return api.cluster(run_dir, cfg)
-    if step == "fit_metrics":
-        return api.fit_metrics(run_dir, cfg)
-    if step == "score_samples":
-        return api.score_samples(run_dir, cfg, progress=progress, parts=parts)
-    if step == "select":
-        return api.select(run_dir, cfg.keep, cfg)
-    if step == "write":
-        return api.write(run_dir, cfg, progress=progress, parts=parts)
-    if step == "report":
-        return {"report": str(api.report(run_dir))}
-    return api.score(src, run_dir, cfg.keep, cfg, progress=progress)
+    if step == "prune":
+        return api.prune(src, run_dir, cfg.keep, cfg, progress=progress)
+    return api.step(step, run_dir, cfg, src if step == "embed" else None, progress=progress, parts=parts)
 
 
 def xcom_summary(step: str, run_dir: str, summary: dict) -> dict:
@@ -131,9 +118,24 @@ def xcom_summary(step: str, run_dir: str, summary: dict) -> dict:
     return {
         "step": step,
         "run_dir": str(root),
-        "outputs": {rel: str(root / rel) for rel in STEP_OUTPUTS[step]},
+        "outputs": step_outputs(step, root),
         "summary": scalars_only(summary),
     }
+
+
+def step_outputs(step: str, root: Path) -> dict:
+    """The folders and files the step writes, from the step table (its parts' recorded outputs)."""
+    from datapruner.io.rundir import RunDir
+    from datapruner.steps import STEP_NAMES
+
+    run = RunDir(root)
+    names = STEP_NAMES if step == "prune" else (step,)
+    out = {}
+    for name in names:
+        for part in run.marked_parts(name)[:1]:
+            for rel in (run.read_marker(name, part) or {}).get("outputs", []):
+                out.setdefault(name, str(root / rel.rsplit("/", 1)[0]))
+    return out
 
 
 def scalars_only(value: dict) -> dict:

@@ -5,78 +5,72 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from datapruner.config import Config
+from datapruner.errors import DataprunerError
+from datapruner.io.rundir import RunDir
+from datapruner.verify.study import StudySpec
 
 log = logging.getLogger(__name__)
-DEFAULT_METHODS = ("random", "proto_hard", "proto_easy", "el2n", "dbp")
-DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
-def run_verify(run: str | Path, cfg: Config = Config(), *, methods=DEFAULT_METHODS, fractions=DEFAULT_FRACTIONS,
-               seeds=(0, 1, 2), kd_alphas=(0.0, "auto"), budget_modes=("fixed_epochs", "fixed_steps"),
-               student: str = "mlp", balance: str = "none", test_src: str | None = None, test_fraction: float = 0.2,
-               src: str | None = None, epochs: int = 20, steps: int | None = None, batch_size: int = 256,
-               lr: float = 2e-3, width: int = 256, teacher_width: int | None = None, teacher_epochs: int | None = None,
-               temperature: float = 4.0, image_size: int = 32, channels: int = 3, threads: int | None = None,
-               out: str | Path | None = None, progress: bool = True) -> dict:
-    """Train a teacher on all training data, then students on each method's subsets; write RUN/verify/.
+@dataclass(frozen=True)
+class VerifySpec(StudySpec):
+    """Everything `verify` takes beside the run's Config: the study grid (StudySpec) and where data comes from.
 
-    run           run directory with embeddings (and, if already scored, scores); with `src`, SRC is embedded first.
-    cfg           the run's Config: methods override metric/order/budget/seed, everything else (filters,
-                  clusters, ...) is used as `datapruner score` would use it.
     methods       subset of random, proto_hard, proto_easy, el2n, dbp; methods whose metric or budget is not
                   registered are skipped and listed in the summary.
-    fractions     keep fractions; seeds: student seeds (the random method also reseeds its subset).
     kd_alphas     KD weights: floats in [0, 1] (0.0 = plain CE) and/or "auto" (alpha from the fraction:
                   clip(1 - f/2, 0.5, 0.9)). KD loss: (1-a)·CE + a·T²·KL(teacher^T || student^T), T=`temperature`.
     budget_modes  fixed_epochs (`epochs` passes over each subset) and/or fixed_steps (`steps`, default the
                   steps of `epochs` passes over all training data, so every student gets the full-data compute).
-    width         student width (mlp: hidden units; cnn: the last conv block has width/4 channels); the teacher is the same kind,
-                  `teacher_width` wide (default 2 × width), trained `teacher_epochs` passes (default `epochs`).
     student       linear | mlp (on the run's embeddings) | cnn (on images decoded from the shards at
                   `image_size`² with `channels` channels).
-    balance       none (the method's own budget) | class (the method applied inside each class).
     test_src      held-out data: shards, a run dir or a precomputed embeddings dir (with labels). When None,
                   a stratified `test_fraction` of the run is held out (seed cfg.seed) and pruning sees the rest
                   (scores that fit on the whole run, e.g. el2n probes and k-means, did see the held-out rows;
                   the students and the teacher never do).
-    threads       torch CPU threads (default: all cores).
-    out           where the results go (default RUN/verify).
+    src           embed these shards into RUN first.
+    threads       torch CPU threads (default: all cores); out: where the results go (default RUN/verify).
+    """
+
+    test_src: str | None = None
+    test_fraction: float = 0.2
+    src: str | None = None
+    image_size: int = 32
+    channels: int = 3
+    threads: int | None = None
+    out: str | None = None
+
+
+def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = True) -> dict:
+    """Train a teacher on all training data, then students on each method's subsets; write RUN/verify/.
 
     Every student: AdamW, linear warm-up then cosine decay, gradient clipping (with or without KD), seeded
     init and batch order; the same (subset, steps, alpha, seed) is trained once and reused.
     Writes RUN/verify/{results.json, results.csv, aggregate.json, power_law.json, comparisons.json, claims.json,
-    summary.json, summary.md, *.png} and returns the summary dict.
+    summary.json, summary.md, *.png} and returns the summary dict. Reached through datapruner.api.verify.
     """
     import torch
 
-    from datapruner.verify.study import StudySpec
-
-    spec = StudySpec(methods=tuple(methods), fractions=tuple(sorted(float(f) for f in fractions)), seeds=tuple(seeds),
-                     kd_alphas=tuple("auto" if a == "auto" else float(a) for a in kd_alphas),
-                     budget_modes=tuple(budget_modes), balance=balance, student=student, width=width,
-                     teacher_width=teacher_width, teacher_epochs=teacher_epochs, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-                     temperature=temperature)
+    spec = replace(spec, fractions=tuple(sorted(float(f) for f in spec.fractions)),
+                   kd_alphas=tuple("auto" if a == "auto" else float(a) for a in spec.kd_alphas))
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(spec.threads or os.cpu_count() or 1)
     try:
-        if src is not None:
+        if spec.src is not None:
             from datapruner import api
 
-            api.embed(src, run, cfg, progress=progress)
-        summary = _study(run, cfg, spec, test_src, test_fraction, image_size, channels, progress, out)
+            api.embed(spec.src, run, cfg, progress=progress)
+        summary = _study(run, cfg, spec, progress)
     finally:
         torch.set_num_threads(threads_before)
     return summary
 
 
-def _study(run, cfg: Config, spec, test_src, test_fraction: float, image_size: int, channels: int, progress: bool,
-           out=None) -> dict:
-    from dataclasses import replace
-
+def _study(run, cfg: Config, spec: VerifySpec, progress: bool) -> dict:
     from datapruner.verify import inputs
     from datapruner.verify.study import Trainer, run_study
     from datapruner.verify.subsets import unavailable_reason
@@ -87,25 +81,25 @@ def _study(run, cfg: Config, spec, test_src, test_fraction: float, image_size: i
         log.warning("verify: skipping method %s: %s", method, reason)
     spec = replace(spec, methods=tuple(m for m in spec.methods if m not in skipped))
     if not spec.methods:
-        raise ValueError(f"no verify method can run: {skipped}")
+        raise DataprunerError(f"no verify method can run: {skipped}")
     table = inputs.scores_with_metrics(run, cfg, inputs.metrics_for(spec.methods))
-    if test_src is None:
-        table, test_table = inputs.holdout_split(table, test_fraction, cfg.seed)
-        test = inputs.train_split(run, test_table, spec.student, image_size, channels)
+    if spec.test_src is None:
+        table, test_table = inputs.holdout_split(table, spec.test_fraction, cfg.seed)
+        test = inputs.train_split(run, test_table, spec.student, spec.image_size, spec.channels)
     else:
-        test = inputs.test_split(test_src, run, cfg, spec.student, image_size, channels)
-    train = inputs.train_split(run, table, spec.student, image_size, channels)
+        test = inputs.test_split(spec.test_src, run, cfg, spec.student, spec.image_size, spec.channels)
+    train = inputs.train_split(run, table, spec.student, spec.image_size, spec.channels)
     log.info("verify: %d training and %d test samples, %s student", len(train), len(test), spec.student)
     subsets = inputs.kept_indices(table, spec.methods, spec.fractions, spec.seeds, cfg, spec.balance)
     trainer = Trainer(spec, train, test, cfg.seed)
     rows = run_study(spec, trainer, subsets, progress)
-    return write_outputs(Path(out or Path(run) / "verify"), rows, spec, trainer, skipped, len(train), len(test),
+    return write_outputs(Path(spec.out) if spec.out else RunDir(run).verify_dir, rows, spec, trainer, skipped, len(train), len(test),
                          time.time() - start)
 
 
 def write_outputs(out: Path, rows: list[dict], spec, trainer, skipped: dict, n_train: int, n_test: int,
                   seconds: float) -> dict:
-    from datapruner.io.rundir import atomic_path, write_json
+    from datapruner.io.atomic import atomic_path, write_json
     from datapruner.verify import claims, plots, powerlaw, results
 
     paths = results.write_table(rows, out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from functools import partial
 from itertools import groupby
 
 import fsspec
@@ -12,17 +10,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapruner.io.rundir import RunDir, atomic_path, write_json
+from datapruner.errors import DataprunerError
+from datapruner.io.atomic import atomic_path, write_json
+from datapruner.io.rundir import RunDir
 from datapruner.io.shards import open_shard
 from datapruner.io.tar_samples import iter_samples
 
-STEP = "write"
 END_OF_ARCHIVE = b"\0" * 1024
 
 
 def write_plan(run: RunDir) -> pa.Table:
     """Kept rows in source order (shard index, then offset), with byte ranges filled in."""
-    manifest = pq.read_table(run / "manifest/keep.parquet", columns=["shard", "key", "kept", "offset", "length"])
+    manifest = pq.read_table(run.keep_parquet, columns=["shard", "key", "kept", "offset", "length"])
     kept = manifest.filter(manifest.column("kept")).drop_columns(["kept"])
     kept = _fill_missing_ranges(kept)
     order = {url: i for i, url in enumerate(run.shards())}
@@ -43,37 +42,86 @@ def _fill_missing_ranges(kept: pa.Table) -> pa.Table:
         for i, (s, key) in enumerate(zip(shards, keys)):
             if s == shard and offsets[i] is None:
                 if key not in ranges:
-                    raise ValueError(f"kept sample {key!r} is not in {shard}: the embeddings do not match the shards")
+                    raise DataprunerError(f"kept sample {key!r} is not in {shard}: the embeddings do not match the shards")
                 offsets[i], lengths[i] = ranges[key]
     return kept.set_column(kept.schema.get_field_index("offset"), "offset", pa.array(offsets, pa.int64())) \
                .set_column(kept.schema.get_field_index("length"), "length", pa.array(lengths, pa.int64()))
 
 
-def manifest_token(run: RunDir, shard_size: int) -> str:
-    digest = hashlib.sha256((run / "manifest/keep.parquet").read_bytes()).hexdigest()[:16]
-    return f"{digest}|{shard_size}"
+# plan (barrier) -----------------------------------------------------------------------------------------
+
+def plan_token(ctx, part: str) -> str:
+    from datapruner.steps import barrier_digest, token_of
+
+    return token_of(barrier_digest(ctx, "select", "manifest"), ctx.cfg.shard_size)
 
 
-def shard_path(run: RunDir, j: int):
-    return run / f"shards/{j:06d}.tar"
+def plan_outputs(run: RunDir, part: str) -> list:
+    return [run.write_plan]
 
 
-def write_one(j: int, run_root: str, plan_path: str, shard_size: int, token: str) -> int:
-    """Output shard j holds plan rows [j·S, (j+1)·S). Returns its sample count, -1 when reused."""
-    run = RunDir(run_root)
-    if run.is_done(STEP, f"{j:06d}", token):
-        return -1
-    rows = pq.read_table(plan_path).slice(j * shard_size, shard_size)
+def plan(ctx, part: str) -> dict:
+    """The kept rows in source order, one parquet row group per output shard (a write task reads only its own)."""
+    table = write_plan(ctx.run)
+    with atomic_path(ctx.run.write_plan) as tmp:
+        pq.write_table(table, tmp, row_group_size=ctx.cfg.shard_size)
+    return {"samples": table.num_rows}
+
+
+# write (map over output shards) --------------------------------------------------------------------------
+
+def parts(ctx) -> list[str]:
+    from datapruner.steps import NotReady
+
+    path = ctx.run.write_plan
+    if ctx.run.read_marker("plan", "plan") is None or not path.exists():
+        raise NotReady("no write plan")
+    n = pq.ParquetFile(path).metadata.num_rows
+    return [f"{j:06d}" for j in range(-(-n // ctx.cfg.shard_size))]
+
+
+def token(ctx, part: str) -> str:
+    from datapruner.steps import barrier_digest
+
+    return barrier_digest(ctx, "plan", "plan")
+
+
+def outputs(run: RunDir, part: str) -> list:
+    return [run.shard(int(part)), run.shard_stats(int(part))]
+
+
+def run(ctx, part_ids: list[str], state=None):
+    plan_file, size = pq.ParquetFile(ctx.run.write_plan), ctx.cfg.shard_size
+    for part in part_ids:
+        j = int(part)
+        yield part, {"samples": write_one(ctx.run, j, plan_rows(plan_file, j * size, (j + 1) * size))}
+
+
+def plan_rows(plan_file: pq.ParquetFile, lo: int, hi: int) -> pa.Table:
+    """Rows [lo, hi) of the plan, reading only the row groups that hold them."""
+    meta, start, groups, first = plan_file.metadata, 0, [], None
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if start < hi and start + n > lo:
+            groups.append(g)
+            first = start if first is None else first
+        start += n
+    if not groups:
+        return plan_file.schema_arrow.empty_table()
+    return plan_file.read_row_groups(groups).slice(lo - first, hi - lo)
+
+
+def write_one(run: RunDir, j: int, rows: pa.Table) -> int:
+    """Output shard j: its plan rows' byte ranges, copied, then the end-of-archive blocks."""
     sources = []
-    with atomic_path(shard_path(run, j)) as tmp, open(tmp, "wb") as out:
+    with atomic_path(run.shard(j)) as tmp, open(tmp, "wb") as out:
         for shard, group in groupby(zip(rows.column("shard").to_pylist(), rows.column("offset").to_pylist(),
                                         rows.column("length").to_pylist()), key=lambda r: r[0]):
             _copy_ranges(shard, [(o, n) for _, o, n in group], out)
             sources.append(shard)
         out.write(END_OF_ARCHIVE)
-    size = shard_path(run, j).stat().st_size
-    write_json(run / f"shards/{j:06d}_stats.json", {"samples": rows.num_rows, "bytes": size, "sources": sources})
-    run.mark_done(STEP, f"{j:06d}", token)
+    size = run.shard(j).stat().st_size
+    write_json(run.shard_stats(j), {"samples": rows.num_rows, "bytes": size, "sources": sources})
     return rows.num_rows
 
 
@@ -84,7 +132,7 @@ def _copy_ranges(shard: str, ranges: list[tuple[int, int]], out) -> None:
             src.seek(start)
             data = src.read(length)
             if len(data) != length:
-                raise IOError(f"{shard}: expected {length} bytes at offset {start}, got {len(data)}")
+                raise DataprunerError(f"{shard}: expected {length} bytes at offset {start}, got {len(data)}")
             out.write(data)
 
 
@@ -96,34 +144,3 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append([start, length])
     return [(s, n) for s, n in merged]
-
-
-def plan_write(run: RunDir, shard_size: int) -> tuple[str, int, int]:
-    """The write barrier: (plan path, kept samples, output shard count); removes shards beyond that count.
-    Idempotent: every call for the same manifest writes the same plan."""
-    plan = write_plan(run)
-    plan_path = run / "manifest/write_plan.parquet"
-    with atomic_path(plan_path) as tmp:
-        pq.write_table(plan, tmp)
-    n_out = int(np.ceil(plan.num_rows / shard_size)) if plan.num_rows else 0
-    _remove_stale_shards(run, n_out)
-    return str(plan_path), plan.num_rows, n_out
-
-
-def write_shards(run: RunDir, shard_size: int, runner, progress: bool = True, parts: list[int] | None = None) -> dict:
-    """Every output shard, or only those with these indices."""
-    plan_path, samples, n_out = plan_write(run, shard_size)
-    token = manifest_token(run, shard_size)
-    fn = partial(write_one, run_root=str(run.root), plan_path=plan_path, shard_size=shard_size, token=token)
-    todo = range(n_out) if parts is None else [j for j in sorted(set(parts)) if j < n_out]
-    counts = runner.map(fn, todo, "write", progress)
-    return {"shards": n_out, "samples": samples, "shards_written": len(todo),
-            "shards_reused": sum(1 for c in counts if c < 0)}
-
-
-def _remove_stale_shards(run: RunDir, n_out: int) -> None:
-    """A previous write with more output shards must not leave extra shards behind."""
-    for path in sorted((run / "shards").glob("*.tar")):
-        if path.stem.isdigit() and int(path.stem) >= n_out:
-            path.unlink()
-            (run / f"shards/{path.stem}_stats.json").unlink(missing_ok=True)

@@ -1,0 +1,73 @@
+"""What embeddings depend on, recorded in run.json, and the refusal to mix two kinds in one RUN.
+
+Re-embedding costs hours, so a changed input is never silently recomputed (nor silently ignored):
+the command stops before any work, naming the fields that differ and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from datapruner.config import Config
+from datapruner.errors import DataprunerError
+from datapruner.io.rundir import RunDir
+
+# bump when decoding or preprocessing changes what the same image embeds to
+PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess"
+
+
+def weights_id(pretrained: str) -> str:
+    """A tag as it is; a local checkpoint by the sha256 of its content (a renamed file is the same model)."""
+    path = Path(pretrained)
+    if pretrained not in ("", "none") and path.is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        return f"file sha256:{h.hexdigest()}"
+    return pretrained
+
+
+def embed_inputs(cfg: Config) -> dict:
+    """Every input the embeddings depend on."""
+    if cfg.embeddings:
+        return {"embeddings": str(Path(cfg.embeddings).resolve())}
+    random_init = cfg.pretrained in (None, "", "none")
+    return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
+            "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
+            "caption_field": cfg.caption_field, "label_field": cfg.label_field, "embeddings": None}
+
+
+def inputs_token(inputs: dict) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def record(run: RunDir, cfg: Config, embedded_parts: int) -> None:
+    """Record this command's embed inputs in run.json, or refuse when they differ from the run's and
+    some part was already embedded with the old ones (unless cfg.re_embed)."""
+    wanted = embed_inputs(cfg)
+    previous = run.read_run_json().get("embed") if run.exists() else None
+    if previous and previous["inputs"] != wanted and embedded_parts and not cfg.re_embed:
+        raise DataprunerError(
+            f"{run.root} was embedded with other inputs ({describe_change(previous['inputs'], wanted)}); "
+            "use a new --out, or pass --re-embed to replace this run's embeddings")
+    run.update_run_json(embed={"inputs": wanted, "token": inputs_token(wanted)},
+                        embeddings_dir=wanted["embeddings"])
+
+
+def describe_change(old: dict, new: dict) -> str:
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in names)
+
+
+def token(ctx, part: str = "") -> str:
+    """The embed token of the run (as recorded by the last command that read SRC)."""
+    embed = ctx.run.read_run_json().get("embed")
+    if not embed:
+        from datapruner.steps import NotReady
+
+        raise NotReady("the run has no embed record")
+    return embed["token"]
