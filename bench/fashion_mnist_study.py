@@ -7,7 +7,7 @@
    L2-normalised, float16) into the embedding-reader layout, and points a run at it (`--embeddings`):
    CLIP on 70k images does not fit a 2-core CPU budget and random-init CLIP features carry little signal;
 3. clusters + scores the run with datapruner itself (k-means, prototypicality, el2n, dbp);
-4. `run_verify`: an MLP teacher (2 × 512 hidden, 30 epochs) on all 60k training samples, then MLP students (2 × 128 hidden,
+4. `api.verify`: an MLP teacher (2 × 512 hidden, 30 epochs) on all 60k training samples, then MLP students (2 × 128 hidden,
    on the 64-d embeddings) on random / proto_hard / proto_easy / el2n / dbp subsets at 0.1-1.0, 3 seeds,
    no KD and KD with alpha chosen from the fraction, in both budget regimes (fixed epochs: `--epochs`
    passes over each subset; fixed steps: `--steps-epochs` passes' worth of the full data);
@@ -39,7 +39,11 @@ from datapruner.config import Config  # noqa: E402
 from datapruner.embed.outputs import save_npy, save_parquet  # noqa: E402
 from datapruner.io.shards import list_shards, open_shard  # noqa: E402
 from datapruner.io.tar_samples import iter_samples  # noqa: E402
-from datapruner.pipelines.verify import run_verify  # noqa: E402
+from datapruner.verify.pipeline import VerifySpec  # noqa: E402
+
+
+def run_verify(run, cfg, progress=True, **options):
+    return api.verify(run, VerifySpec(**options), cfg, progress=progress)
 
 PCA_DIM = 64
 

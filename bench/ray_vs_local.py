@@ -26,7 +26,7 @@ COMPARED = ("embeddings", "scores", "manifest", "shards")
 
 def timed_score(src: str, run: Path, cfg: Config) -> dict:
     steps = [("embed", lambda: api.embed(src, run, cfg, False)), ("cluster", lambda: api.cluster(run, cfg)),
-             ("score", lambda: api.score_samples(run, cfg, False)), ("select", lambda: api.select(run, cfg.keep, cfg)),
+             ("score", lambda: api.score(run, cfg, False)), ("select", lambda: api.select(run, cfg.keep, cfg)),
              ("write", lambda: api.write(run, cfg, False))]
     times = {}
     for name, step in steps:

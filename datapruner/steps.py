@@ -148,14 +148,16 @@ def is_reusable(ctx: Context, step: Step, part: str, token: str) -> bool:
 
 
 def check_after(ctx: Context, step: Step) -> None:
-    """Every part of the steps this one reads must be done, with its current token."""
+    """Every part of the steps this one reads must be done. (Whether they are current is carried by the
+    tokens: a step's token includes the digest its upstream recorded, and a changed upstream removes
+    what it made stale.)"""
     for name in step.after:
         before = get_step(name)
         try:
             parts = before.parts(ctx)
-            missing = [p for p, t in tokens(ctx, before, parts).items() if not is_reusable(ctx, before, p, t)]
         except NotReady:
-            missing = ["?"]
+            parts = ["?"]
+        missing = [p for p in parts if ctx.run.read_marker(name, p) is None]
         if missing:
             raise DataprunerError(f"{step.name} needs {name} to be finished first ({len(missing)} part(s) to do): "
                                   f"run `datapruner {name_for_users(name)}` on {ctx.run.root}")

@@ -36,7 +36,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, runner="ray", ray_address=args.address, keep=args.keep,
                       ray_embed_actors=args.embed_actors, ray_num_gpus_per_actor=args.gpus_per_actor)
-    summary = api.score(args.src, args.out, cfg=cfg, progress=False)
+    summary = api.prune(args.src, args.out, cfg=cfg, progress=False)
     counts = summary["select"]["counts"]
     print(json.dumps({"embed": summary["embed"], "kept": counts["kept"], "valid": counts["valid"],
                       "shards": summary["write"]["shards"], "manifest": f"{args.out}/manifest/keep.parquet"}, indent=2))

@@ -34,7 +34,7 @@ def scored_run(tmp_path_factory, shard_dir) -> Path:
     from datapruner import api
 
     run = tmp_path_factory.mktemp("scored") / "run"
-    api.score(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
+    api.prune(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
     return run
 
 

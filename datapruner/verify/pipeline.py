@@ -42,7 +42,7 @@ class VerifySpec(StudySpec):
     image_size: int = 32
     channels: int = 3
     threads: int | None = None
-    out: str | None = None
+    out: str | Path | None = None
 
 
 def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = True) -> dict:

@@ -53,7 +53,7 @@ def test_embeddings_match_valid_samples_and_errors_have_reasons(tmp_path):
     assert len(trunc) == 1 and "truncated" in trunc[0]["reason"]
     valid1 = pq.read_table(run / "embeddings/metadata/metadata_1.parquet").num_rows
     assert valid1 + len(trunc) <= 5 and valid1 >= 2
-    assert summary["valid"] == 6 + valid1 and summary["errors"] == 3
+    assert summary["counts"]["valid"] == 6 + valid1 and summary["counts"]["errors"] == 3
 
 
 def test_embedding_reader_reads_the_embeddings_back(tmp_path, shard_dir):
@@ -114,9 +114,9 @@ def test_a_file_that_is_not_a_tar_is_recorded_and_the_run_goes_on(tmp_path):
     (src / "zz-garbage.tar").write_bytes(b"this is not a tar archive at all" * 40)
     run = tmp_path / "run"
     summary = api.embed(str(src), run, Config(**TINY), progress=False)
-    assert summary["valid"] == 10 and summary["errors"] == 1
+    assert summary["counts"]["valid"] == 10 and summary["counts"]["errors"] == 1
     (error,) = pq.read_table(run / "errors/part-2.parquet").to_pylist()
     assert error["shard"].endswith("zz-garbage.tar") and "corrupt" in error["reason"]
     assert np.load(run / "embeddings/img_emb/img_emb_2.npy").shape == (0, 64)
-    result = api.score(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
+    result = api.prune(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
     assert result["select"]["counts"] == {"samples": 11, "valid": 10, "invalid": 1, "kept": 5}

@@ -88,7 +88,7 @@ def test_planted_near_duplicates_are_removed_keeping_one_of_each_group(tmp_path)
     members = planted_shards(tmp_path / "src")
     cfg = Config(**TINY, clusters=3, shard_size=100, filters=({"name": "semdedup", "eps": 1e-3},),
                  metric_options={"semdedup": {"max_rows": 20, "block": 8}})  # several batches and blocks
-    summary = api.score(str(tmp_path / "src"), tmp_path / "run", 0.5, cfg, progress=False)
+    summary = api.prune(str(tmp_path / "src"), tmp_path / "run", 0.5, cfg, progress=False)
     rows = pq.read_table(tmp_path / "run/manifest/keep.parquet").to_pylist()
     removed = {r["key"] for r in rows if r["reason"] == "removed by filter semdedup"}
     for keys in members.values():

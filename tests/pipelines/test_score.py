@@ -83,7 +83,7 @@ def test_orders_keep_the_farthest_or_nearest_samples(run_copy, order, farthest):
 
 
 def test_per_cluster_budget_keeps_uniform_quotas(run_copy):
-    summary = api.select(run_copy, 0.5, Config(budget="cluster"))
+    summary = api.select(run_copy, 0.5, Config(budget="cluster"))["select"]
     sizes, kept = np.array(summary["clusters"]["size"]), np.array(summary["clusters"]["kept"])
     assert kept.sum() == 30
     share = 30 / len(sizes)
@@ -100,7 +100,7 @@ def test_per_cluster_budget_keeps_uniform_quotas(run_copy):
 
 def test_same_inputs_and_seed_give_the_same_manifest(scored_run, shard_dir, tmp_path):
     again = tmp_path / "again"
-    api.score(str(shard_dir), again, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
+    api.prune(str(shard_dir), again, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
     assert (again / "manifest/keep.parquet").read_bytes() == (scored_run / "manifest/keep.parquet").read_bytes()
     for a, b in zip(sorted((again / "shards").iterdir()), sorted((scored_run / "shards").iterdir())):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
@@ -111,7 +111,7 @@ def test_new_keep_fraction_reuses_the_embeddings(run_copy):
     before = {p.name: p.stat().st_mtime_ns for p in emb.iterdir()}
     t = time.perf_counter()
     api.select(run_copy, 0.5, Config())
-    summary = api.write(run_copy, Config(shard_size=16), progress=False)
+    summary = api.write(run_copy, Config(shard_size=16), progress=False)["write"]
     assert time.perf_counter() - t < 5
     assert summary["samples"] == 30 and len(_pruned_samples(run_copy)) == 30
     assert {p.name: p.stat().st_mtime_ns for p in emb.iterdir()} == before
@@ -131,14 +131,14 @@ def test_precomputed_embeddings_skip_embedding_and_give_the_same_manifest(scored
     run = tmp_path / "pre"
     cfg = Config(**{**TINY, "model": "no-such-model"}, clusters=4, shard_size=16,
                  embeddings=str(scored_run / "embeddings"))
-    api.score(str(shard_dir), run, 0.3, cfg, progress=False)
+    api.prune(str(shard_dir), run, 0.3, cfg, progress=False)
     assert not (run / "embeddings").exists()
     assert pq.read_table(run / "manifest/keep.parquet").equals(pq.read_table(scored_run / "manifest/keep.parquet"))
 
 
 def test_keep_zero_and_one(run_copy):
-    assert api.select(run_copy, 0.0, Config())["counts"]["kept"] == 0
-    assert api.select(run_copy, 1.0, Config())["counts"]["kept"] == 60
+    assert api.select(run_copy, 0.0, Config())["select"]["counts"]["kept"] == 0
+    assert api.select(run_copy, 1.0, Config())["select"]["counts"]["kept"] == 60
     with pytest.raises(ValueError, match="fraction"):
         api.select(run_copy, 1.5, Config())
 
@@ -183,15 +183,18 @@ def test_map_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path)
     src = str(shard_dir)
     for group in api.partition("embed", run, cfg, groups=2, src=src):
         api.embed(src, run, cfg, progress=False, parts=group)
-    api.cluster(run, cfg)
-    api.fit_metrics(run, cfg)
-    for group in reversed(api.partition("score_samples", run, cfg, groups=3)):
-        api.score_samples(run, cfg, progress=False, parts=group)
-    api.select(run, 0.3, cfg)
+    api.step("cluster", run, cfg)
+    for group in api.partition("assign", run, cfg, groups=2):
+        api.step("assign", run, cfg, parts=group)
+    api.step("fit", run, cfg)
+    for group in reversed(api.partition("score", run, cfg, groups=3)):
+        api.step("score", run, cfg, progress=False, parts=group)
+    api.step("select", run, cfg.replace(keep=0.3))
     groups = api.partition("write", run, cfg, groups=5)
     assert groups == [[0], [1]]
     for group in groups:
-        assert api.write(run, cfg, progress=False, parts=group)["shards_written"] == 1
+        summary = api.step("write", run, cfg, progress=False, parts=group)
+        assert summary["parts"] == 1 and summary["parts_reused"] == 0
     for sub in ("embeddings", "scores", "manifest", "shards"):
         expected = {p.relative_to(scored_run): p.read_bytes() for p in (scored_run / sub).rglob("*") if p.is_file()}
         got = {p.relative_to(run): p.read_bytes() for p in (run / sub).rglob("*") if p.is_file()}
@@ -208,7 +211,7 @@ def test_laion_style_embeddings_without_byte_ranges_still_write_the_same_shards(
         table = pq.read_table(path)
         pq.write_table(table.select(["key", "caption"]), path)
     run = tmp_path / "laion"
-    api.score(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embeddings=str(emb)), progress=False)
+    api.prune(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embeddings=str(emb)), progress=False)
     expected = {p.name: p.read_bytes() for p in (scored_run / "shards").glob("*.tar")}
     assert {p.name: p.read_bytes() for p in (run / "shards").glob("*.tar")} == expected
     kept = pq.read_table(run / "manifest/keep.parquet").to_pylist()

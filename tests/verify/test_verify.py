@@ -11,7 +11,8 @@ import torch
 
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
-from datapruner.pipelines.verify import run_verify
+from datapruner import api
+from datapruner.verify.pipeline import VerifySpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import TINY  # noqa: E402
@@ -21,6 +22,10 @@ CFG = Config(**TINY, clusters=4, shard_size=16)
 
 
 METHODS = ("random", "proto_hard", "proto_easy", "dbp")
+
+
+def run_verify(run, cfg, progress=False, **options):
+    return api.verify(run, VerifySpec(**options), cfg, progress=progress)
 
 
 def test_verify_writes_the_results_table_plots_and_fits(run_copy, tmp_path):
