@@ -51,15 +51,17 @@ def _list_shards(src: str, cfg: Config) -> list[str]:
 
 def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress: bool) -> Context:
     if src is not None:
-        from datapruner.embed.inputs import record
-        from datapruner.io.runinfo import start_run
+        from datapruner.embed import inputs
+        from datapruner.io.runinfo import check_shards, start_run
 
         if cfg.embeddings:
             from datapruner.embed.precomputed import check_layout
 
             check_layout(cfg.embeddings, len(shards))
+        check_shards(rd, shards)
+        inputs.check(rd, cfg)
         start_run(rd, src, shards, cfg)
-        record(rd, cfg, len(rd.marked_parts("embed")))
+        inputs.record(rd, cfg)
     else:
         rd.update_run_json(config=cfg.to_dict())
     return Context(rd, cfg, progress=progress)

@@ -168,16 +168,17 @@ def name_for_users(step: str) -> str:
     return {"assign": "select", "fit": "select", "score": "select", "plan": "write"}.get(step, step)
 
 
-def sweep(ctx: Context, step: Step) -> int:
+def sweep(ctx: Context, step: Step, only: list[str] | None = None) -> int:
     """Remove what stale parts of `step` recorded writing: parts that no longer exist, or whose marker's
-    token does not cover the current one (every part, when the token cannot be known yet)."""
+    token does not cover the current one (every part, when the token cannot be known yet). With `only`
+    (an orchestrator's task running some parts beside others), just those parts."""
     try:
         parts = step.parts(ctx)
         current = tokens(ctx, step, parts)
     except NotReady:
         current = {}
     removed = 0
-    for part in ctx.run.marked_parts(step.name):
+    for part in ctx.run.marked_parts(step.name) if only is None else sorted(set(only) & set(ctx.run.marked_parts(step.name))):
         if part not in current or not is_reusable(ctx, step, part, current[part]):
             removed += len(ctx.run.drop_part(step.name, part))
     return removed
@@ -195,10 +196,11 @@ def run_step(ctx: Context, name: str, runner=None, parts: list[str] | None = Non
     """Run the parts of one step that are not done (only `parts`, when given); mark each as it finishes."""
     step = get_step(name)
     check_after(ctx, step)
-    sweep(ctx, step)
     wanted = step.parts(ctx) if parts is None else [p for p in step.parts(ctx) if p in set(parts)]
+    sweep(ctx, step, None if parts is None else wanted)
     current = tokens(ctx, step, wanted)
     todo = [p for p in wanted if not is_reusable(ctx, step, p, current[p])]
+    claim(ctx, step, todo)
     results: list[dict] = []
     if todo and step.kind == "barrier":
         for part in todo:
@@ -220,6 +222,19 @@ def run_step(ctx: Context, name: str, runner=None, parts: list[str] | None = Non
             log.info("%s changed: removed the outputs it made stale (%s)", name,
                      ", ".join(f"{s}: {n} file(s)" for s, n in removed.items()))
     return summary
+
+
+def claim(ctx: Context, step: Step, parts: list[str]) -> None:
+    """Record the files these parts will write before writing them; refuse to overwrite a file at one
+    of those names that no step of ours recorded (after the sweep, anything still there is not ours)."""
+    for part in parts:
+        ctx.run.drop_part(step.name, part)  # a stale or interrupted attempt's files are ours: remove them
+        declared = step.outputs(ctx.run, part)
+        foreign = [p for p in declared if p.exists()]
+        if foreign:
+            raise DataprunerError(f"{foreign[0]} is in the way of datapruner's {step.name} step and was not written "
+                                  "by it: move it out of the run directory, or use another --out")
+        ctx.run.write_intent(step.name, part, declared)
 
 
 def _totals(results: list[dict]) -> dict:

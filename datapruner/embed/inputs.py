@@ -45,17 +45,20 @@ def inputs_token(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def record(run: RunDir, cfg: Config, embedded_parts: int) -> None:
-    """Record this command's embed inputs in run.json, or refuse when they differ from the run's and
-    some part was already embedded with the old ones (unless cfg.re_embed)."""
+def check(run: RunDir, cfg: Config) -> None:
+    """Refuse when this command's embed inputs differ from those some part was already embedded with
+    (unless cfg.re_embed)."""
     wanted = embed_inputs(cfg)
     previous = run.read_run_json().get("embed") if run.exists() else None
-    if previous and previous["inputs"] != wanted and embedded_parts and not cfg.re_embed:
+    if previous and previous["inputs"] != wanted and run.marked_parts("embed") and not cfg.re_embed:
         raise DataprunerError(
             f"{run.root} was embedded with other inputs ({describe_change(previous['inputs'], wanted)}); "
             "use a new --out, or pass --re-embed to replace this run's embeddings")
-    run.update_run_json(embed={"inputs": wanted, "token": inputs_token(wanted)},
-                        embeddings_dir=wanted["embeddings"])
+
+
+def record(run: RunDir, cfg: Config) -> None:
+    wanted = embed_inputs(cfg)
+    run.update_run_json(embed={"inputs": wanted, "token": inputs_token(wanted)}, embeddings_dir=wanted["embeddings"])
 
 
 def describe_change(old: dict, new: dict) -> str:

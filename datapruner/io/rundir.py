@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,14 +149,16 @@ class RunDir:
         return self.root / f"_done/{step}/{part}"
 
     def read_marker(self, step: str, part: str) -> dict | None:
-        """The marker's record, or None when the part is not done (or was marked by an older layout)."""
+        """The marker's record, or None when the part is not done (not begun, only begun: an intent, or
+        marked by an older layout)."""
         try:
             record = json.loads(self.marker(step, part).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        return record if isinstance(record, dict) and "token" in record else None
+        return record if isinstance(record, dict) and record.get("token") is not None else None
 
     def marked_parts(self, step: str) -> list[str]:
+        """Parts with a marker (done, or begun: an intent)."""
         folder = self.root / f"_done/{step}"
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
@@ -163,13 +166,26 @@ class RunDir:
         rel = sorted(str(p.relative_to(self.root)) for p in outputs if p.exists())
         write_json(self.marker(step, part), {"token": token, "outputs": rel, "digest": digest})
 
+    def write_intent(self, step: str, part: str, outputs: list[Path]) -> None:
+        """Before a part runs: the files it is about to write, so that a kill leaves them recorded as ours."""
+        rel = sorted(str(p.relative_to(self.root)) for p in outputs)
+        write_json(self.marker(step, part), {"token": None, "outputs": rel, "digest": None})
+
     def drop_part(self, step: str, part: str) -> list[str]:
         """Delete what the part's marker records writing (only inside RUN), then the marker. Returns the files."""
-        record = self.read_marker(step, part) or {}
+        try:
+            record = json.loads(self.marker(step, part).read_text())
+        except (FileNotFoundError, ValueError):
+            record = {}
         removed = []
-        for rel in record.get("outputs", []):
+        for rel in record.get("outputs", []) if isinstance(record, dict) else []:
             path = (self.root / rel).resolve()
-            if path.is_relative_to(self.root.resolve()) and path.is_file():
+            if not path.is_relative_to(self.root.resolve()) or path == self.root.resolve():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+                removed.append(rel)
+            elif path.is_file():
                 path.unlink()
                 removed.append(rel)
         self.marker(step, part).unlink(missing_ok=True)

@@ -22,8 +22,8 @@ def package_versions() -> dict:
     return versions
 
 
-def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
-    """Record (or check, on a rerun) the run's inputs: a run directory belongs to one shard list."""
+def check_shards(run: RunDir, shards: list[str]) -> None:
+    """A run directory belongs to one shard list."""
     if run.run_json.exists():
         previous = run.read_run_json().get("shards")
         if previous is not None and previous != shards:
@@ -31,4 +31,8 @@ def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
                 f"{run.root} was made from a different shard list ({len(previous)} shards, now {len(shards)}); "
                 "use a new --out directory"
             )
+
+
+def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
+    """Record the run's inputs, config and package versions."""
     run.update_run_json(source=src, shards=shards, config=cfg.to_dict(), versions=package_versions())

@@ -52,8 +52,7 @@ def fit_token(ctx, name: str) -> str:
 
 
 def fit_outputs(run: RunDir, name: str) -> list:
-    folder = run.metric_dir(name)
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    return [run.metric_dir(name)]
 
 
 def fit(ctx, name: str) -> dict:

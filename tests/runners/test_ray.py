@@ -85,7 +85,7 @@ def test_ray_score_is_byte_identical_to_local(ray_address, local_run, source, tm
     assert summary["score"]["parts"] == N_SHARDS and summary["score"]["parts_reused"] == 0
     assert _tree(run) == _tree(local_run)
     again = api.prune(str(source), run, 0.3, _cfg("ray"), progress=False)
-    assert again["score"]["parts_reused"] == N_SHARDS and again["write"]["shards_reused"] == again["write"]["shards"]
+    assert again["score"]["parts_reused"] == N_SHARDS and again["write"]["parts_reused"] == again["write"]["parts"]
 
 
 def test_killed_ray_driver_reruns_to_identical_files(ray_address, local_run, source, tmp_path):
@@ -127,13 +127,13 @@ def _kill_embed_actors_after_first_shard(run: Path, killed_at: list) -> None:
 
 
 def _embed_actor_pids() -> list[int]:
-    """Worker processes of this test's Ray (our descendants) that host an EmbedWorker."""
+    """Worker processes of this test's Ray (our descendants) that host an embed actor (runners.ray.Worker)."""
     import psutil
 
     pids = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "EmbedWorker" in " ".join(child.cmdline()):
+            if "ray::Worker" in " ".join(child.cmdline()):
                 pids.append(child.pid)
         except psutil.NoSuchProcess:
             pass
