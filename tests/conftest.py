@@ -20,12 +20,24 @@ def tiny_cfg() -> Config:
     return Config(**TINY, clusters=4, shard_size=16)
 
 
+def _snapshot(roots) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for root in roots for p in sorted(Path(root).rglob("*"))}
+
+
 @pytest.fixture(scope="session")
 def shard_dir(tmp_path_factory) -> Path:
-    """3 real shards × 20 samples (jpg/png/webp, txt, cls, json uid), 4 colour classes."""
+    """3 real shards × 20 samples (jpg/png/webp, txt, cls, json uid), 4 colour classes.
+
+    Every test reads these; at the end of the session they (and the project's shipped sample data and
+    configs) must be exactly as they were: no test's datapruner run wrote outside its RUN.
+    """
     root = tmp_path_factory.mktemp("shards")
     write_shards(root, n_shards=3, per_shard=20)
-    return root
+    project = Path(__file__).resolve().parents[1]
+    inputs = [root, project / "datapruner/data/sample", project / "configs"]
+    before = _snapshot(inputs)
+    yield root
+    assert _snapshot(inputs) == before, "a test wrote into an input folder"
 
 
 @pytest.fixture(scope="session")
