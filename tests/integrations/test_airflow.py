@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from datapruner.steps import MAP_STEPS, STEP_NAMES
+
 from shardmaker import write_shards
 
 pytest.importorskip("airflow.sdk")
@@ -134,20 +136,24 @@ def test_example_dag_runs_and_writes_the_api_shards(airflow_env, inputs, api_sha
 
     assert result["import_errors"] == {} and result["dag_found"]
     assert result["state"] == "success"
-    assert {t: o["state"] for t, o in result["tasks"].items()} == dict.fromkeys(
-        ["embed", "cluster", "score", "select", "write"], "success")
+    assert {t: o["state"] for t, o in result["tasks"].items()} == dict.fromkeys(STEP_NAMES, "success")
     write_xcom = result["tasks"]["write"]["xcom"]
-    assert write_xcom["outputs"] == {"shards": str(run_dir / "shards")}
+    assert write_xcom["outputs"] == {"write": str(run_dir / "shards")}
     assert write_xcom["summary"]["samples"] == round(inputs["keep"] * 80)
     assert len(json.dumps(result["tasks"]["select"]["xcom"])) < 2000  # counts and paths, no per-cluster lists
     assert pruned_shards(run_dir) == api_shards
 
 
 def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_env, inputs, api_shards, tmp_path):
-    """Part 2's output path is taken by a directory: the first embed attempt writes parts 0 and 1,
-    then fails with a real IsADirectoryError. The on_retry callback clears the path; the retry
-    embeds only parts 2 and 3 and the DAG finishes with the same shards as the API."""
+    """An earlier attempt embedded parts 0 and 1; part 2's output path is taken by a directory that is
+    not datapruner's, so the embed task fails (datapruner never overwrites what it did not write).
+    The on_retry callback clears the path; the retry embeds only parts 2 and 3 and the DAG finishes
+    with the same shards as the API."""
+    from datapruner import api
+    from datapruner.config import load_config
+
     run_dir = tmp_path / "run"
+    api.embed(inputs["src"], run_dir, load_config(inputs["config"]), progress=False, parts=[0, 1])
     squatter = run_dir / "embeddings" / "img_emb" / "img_emb_2.npy"
     squatter.mkdir(parents=True)
     result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir)},
@@ -157,7 +163,7 @@ def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_e
     assert result["state"] == "success"
     assert embed["try_number"] == 2 and len(embed["earlier_tries"]) == 1
     assert embed["xcom"]["summary"]["shards"] == N_SHARDS - 2  # parts 0 and 1 were reused
-    assert embed["xcom"]["summary"]["valid"] == 80
+    assert embed["xcom"]["summary"]["counts"]["valid"] == 80
     assert pruned_shards(run_dir) == api_shards
 
 
@@ -170,8 +176,7 @@ def test_mapped_dag_fans_the_map_steps_out_and_writes_the_api_shards(airflow_env
     assert result["state"] == "success", result["tasks"]
     states = {t: o["state"] for t, o in result["tasks"].items()}
     assert set(states.values()) == {"success"}
-    assert {t for t in states if t.startswith(("embed[", "score[", "write["))} == {
-        "embed[0]", "embed[1]", "score[0]", "score[1]", "write[0]", "write[1]"}
-    assert result["tasks"]["plan_embed"]["xcom"] == [[0, 1], [2, 3]]
-    assert result["tasks"]["plan_write"]["xcom"] == [[0], [1]]
+    assert {t for t in states if "[" in t} == {f"{step}[{g}]" for step in MAP_STEPS for g in (0, 1)}
+    assert result["tasks"]["parts_embed"]["xcom"] == [[0, 1], [2, 3]]
+    assert result["tasks"]["parts_write"]["xcom"] == [[0], [1]]
     assert pruned_shards(run_dir) == api_shards

@@ -59,8 +59,11 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _markers(run: Path, step: str) -> int:
-    folder = run / "_done" / step
-    return len(list(folder.iterdir())) if folder.exists() else 0
+    """Parts marked done (intents, written before a part runs, do not count)."""
+    from datapruner.io.rundir import RunDir
+
+    rd = RunDir(run)
+    return sum(1 for p in rd.marked_parts(step) if rd.read_marker(step, p))
 
 
 def _cli_score(source: Path, run: Path, address: str) -> list[str]:

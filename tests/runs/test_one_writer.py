@@ -43,7 +43,7 @@ def test_a_second_writer_is_refused_and_a_killed_one_resumes_identically(tmp_pat
     run = tmp_path / "run"
     first = subprocess.Popen(score(src, run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: (run / "_done/embed").is_dir() and any((run / "_done/embed").iterdir()), first,
-             "it began embedding")
+             "it began embedding")  # the intents are written: the lock is held
     started = time.time()
     second = subprocess.run(score(src, run), capture_output=True, text=True)
     assert time.time() - started < 2  # interpreter start included (0.4 s here): the refusal comes before any work
