@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from datapruner import api
 from datapruner.config import Config
-from datapruner.embed.outputs import METADATA_SCHEMA, img_emb_path, metadata_path, save_npy, save_parquet
+from datapruner.embed.outputs import METADATA_SCHEMA
+from datapruner.io.atomic import save_npy, save_parquet
 from datapruner.io.rundir import RunDir, part_id
 
 
@@ -30,17 +31,18 @@ def write_synthetic_run(run: RunDir, n: int, dim: int, parts: int, concepts: int
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((concepts, dim)).astype(np.float32)
     shards = [f"synthetic/{i:05d}.tar" for i in range(parts)]
-    run.update_run_json(shards=shards, source="synthetic")
+    run.update_run_json(shards=shards, source="synthetic", embed={"inputs": {"synthetic": seed}, "token": "synthetic"})
     per = n // parts
     for i, shard in enumerate(shards):
         x = centers[rng.integers(0, concepts, per)] + rng.standard_normal((per, dim), dtype=np.float32) * 0.7
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         part = part_id(i, parts)
-        save_npy(img_emb_path(run, part), x.astype(np.float16))
+        save_npy(run.img_emb(part), x.astype(np.float16))
         rows = {"shard": [shard] * per, "key": [f"{i:05d}{j:07d}" for j in range(per)],
                 "offset": np.arange(per) * 4096, "length": np.full(per, 4096)}
-        save_parquet(metadata_path(run, part), pa.table(rows).cast(pa.schema(
+        save_parquet(run.metadata(part), pa.table(rows).cast(pa.schema(
             [f for f in METADATA_SCHEMA if f.name in rows])))
+        run.write_marker("embed", part, "synthetic", [run.img_emb(part), run.metadata(part)])
 
 
 def timed(fn, *args, **kwargs):
@@ -56,7 +58,7 @@ def assignment_vs_gemm(run: RunDir) -> tuple[float, float, int]:
     from datapruner.cluster.faiss_backend import inner_product_index
     from datapruner.embed.outputs import read_img_emb
 
-    centroids = np.load(run / "clusters/centroids.npy")
+    centroids = np.load(run.centroids)
     index = inner_product_index(centroids, "cpu")
     t_assign = t_gemm = 0.0
     n = 0
@@ -88,14 +90,14 @@ def main() -> None:
         cfg = Config(device="cpu", keep=args.keep, budget="cluster")
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         clusters, t_cluster = timed(api.cluster, run.root, cfg)
-        _, t_score = timed(api.score_samples, run.root, cfg, progress=False)
+        _, t_score = timed(api.score, run.root, cfg, progress=False)
         summary, t_select = timed(api.select, run.root, args.keep, cfg)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        k = clusters["clusters"]
+        k = clusters["cluster"]["clusters"]
         t_assign, t_gemm, n = assignment_vs_gemm(run)
     flops = 2.0 * n * args.dim * k
     print(json.dumps({
-        "n": n, "dim": args.dim, "clusters": k, "kmeans_sample": clusters["sample"],
+        "n": n, "dim": args.dim, "clusters": k, "kmeans_sample": clusters["cluster"]["sample"],
         "seconds": {"generate": round(t_gen, 1), "cluster": round(t_cluster, 1), "score": round(t_score, 1),
                     "select": round(t_select, 1), "cluster+score+select": round(t_cluster + t_score + t_select, 1)},
         "peak_rss_mib": {"before_cluster": rss_before // 1024, "after_select": peak_rss // 1024},
@@ -103,7 +105,7 @@ def main() -> None:
         "assignment": {"seconds": round(t_assign, 2), "gflops": round(flops / t_assign / 1e9, 1),
                        "plain_sgemm_seconds": round(t_gemm, 2), "sgemm_gflops": round(flops / t_gemm / 1e9, 1),
                        "fraction_of_sgemm": round(t_gemm / t_assign, 3)},
-        "kept": summary["counts"]["kept"],
+        "kept": summary["select"]["counts"]["kept"],
     }, indent=2))
 
 

@@ -41,12 +41,14 @@ def actor_ready_seconds(run: Path, cfg: Config) -> float:
     """One embed actor: process start, imports and model load, then an empty call."""
     import ray
 
-    from datapruner.runners.ray import EmbedWorker, actor_resources
+    from datapruner.runners.ray import Worker, actor_resources
+    from datapruner.steps import PartTask
 
     cpus, gpus = actor_resources(cfg)
     start = time.perf_counter()
-    actor = ray.remote(EmbedWorker).options(num_cpus=cpus, num_gpus=gpus).remote(str(run), 1, cfg)
-    ray.get(actor.embed.remote([]))
+    task = PartTask("embed", str(run), cfg, {}, has_setup=True)
+    actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus).remote(task)
+    ray.get(actor.run.remote([]))
     seconds = time.perf_counter() - start
     ray.kill(actor)
     return round(seconds, 2)

@@ -54,9 +54,11 @@ def _config(path, run: Path | None = None, **overrides) -> Config:
 
     if overrides.get("ray_address"):
         overrides["runner"] = "ray"
+    from datapruner.io.rundir import RunDir
+
     base = None
-    if run is not None and (run / "run.json").exists():
-        base = json.loads((run / "run.json").read_text()).get("config")
+    if run is not None and RunDir(run).exists():
+        base = RunDir(run).read_run_json().get("config")
     try:
         return load_config(path, base=base, **overrides)
     except DataprunerError as exc:
@@ -126,10 +128,12 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     cfg = _with_metric_options(cfg, metric_options)
     summary = _run(api.prune, src, out, cfg.keep, cfg, progress=not quiet)
     _report("score", _one_screen(summary))
-    counts = json.loads((out / "manifest/summary.json").read_text())["counts"]
-    typer.echo(f"\nkept {counts['kept']} of {counts['valid']} valid samples → {out}/shards "
-               f"({summary['write']['parts']} shards); manifest: {out}/manifest/keep.parquet; "
-               f"report: {out}/report/index.html")
+    from datapruner.io.rundir import RunDir
+
+    rd = RunDir(out)
+    counts = json.loads(rd.summary_json.read_text())["counts"]
+    typer.echo(f"\nkept {counts['kept']} of {counts['valid']} valid samples → {rd.shards_dir} "
+               f"({summary['write']['parts']} shards); manifest: {rd.keep_parquet}; report: {rd.report_html}")
 
 
 @app.command()

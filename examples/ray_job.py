@@ -4,7 +4,7 @@
         python ray_job.py --src "s3://bucket/laion/{00000..41407}.tar" --out /mnt/shared/runs/laion30 \\
         --keep 0.3 --config /mnt/shared/configs/laion-scale.yaml
 
-Map steps (embed, score, write) run as Ray actors/tasks across the cluster; the barrier steps
+Map steps (embed, assign, score, write) run as Ray actors/tasks across the cluster; the barrier steps
 (k-means, selection) run here, in the driver. Rerun the same command after a failure: finished
 parts are skipped.
 """
