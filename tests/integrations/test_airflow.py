@@ -70,12 +70,12 @@ def inputs(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def api_shards(inputs, tmp_path_factory) -> dict[str, bytes]:
-    """What datapruner.api.score writes for the same inputs: the expected pruned shards."""
+    """What datapruner.api.prune writes for the same inputs: the expected pruned shards."""
     from datapruner import api
     from datapruner.config import load_config
 
     run = tmp_path_factory.mktemp("api_run")
-    api.score(inputs["src"], run, inputs["keep"], load_config(inputs["config"]), progress=False)
+    api.prune(inputs["src"], run, inputs["keep"], load_config(inputs["config"]), progress=False)
     return pruned_shards(run)
 
 
