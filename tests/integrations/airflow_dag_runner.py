@@ -6,6 +6,10 @@ database: Airflow reads its configuration once, at import, so the test process s
     python airflow_dag_runner.py RESULT.json --conf '{"src": ..., "run_dir": ...}'
         [--retry-delay-s 0] [--clear-on-retry TASK=PATH] [--dag-id datapruner_prune_mapped]
 
+--retry-delay-s replaces every task's retry_delay (default 0): the DAG's own 2-minute delay with
+exponential backoff would make `dag.test()` sleep minutes after any failed try, so a failing task
+would show up as a subprocess timeout instead of a failed run with its traceback.
+
 --clear-on-retry removes PATH from an `on_retry_callback` of TASK: the way an operator fixes
 the cause of a failure (here, something squatting on an output path) before Airflow retries.
 """
@@ -62,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("result")
     parser.add_argument("--conf", required=True)
-    parser.add_argument("--retry-delay-s", type=float, default=None)
+    parser.add_argument("--retry-delay-s", type=float, default=0.0)
     parser.add_argument("--clear-on-retry", default=None)
     parser.add_argument("--dag-id", default=DAG_ID)
     args = parser.parse_args()

@@ -88,7 +88,9 @@ def run_example_dag(env: dict, tmp_path: Path, conf: dict, *options: str) -> dic
     proc = subprocess.run([sys.executable, str(RUNNER), str(result), "--conf", json.dumps(conf), *options],
                           env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return json.loads(result.read_text())
+    outcome = json.loads(result.read_text())
+    assert outcome.get("state") == "success", proc.stdout[-5000:] + proc.stderr[-5000:]
+    return outcome
 
 
 def run_python(env: dict, code: str) -> str:
