@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
@@ -32,7 +33,15 @@ def decode_image(data: bytes, min_size: int | None = None):
         img.load()
         return img.convert("RGB")
     except Exception as exc:  # PIL raises many types for corrupt data
-        raise UnusableSample(f"undecodable image: {type(exc).__name__}: {exc}") from None
+        raise UnusableSample(f"undecodable image: {type(exc).__name__}: {stable(str(exc))}") from None
+
+
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def stable(message: str) -> str:
+    """A reason that is the same for the same input: object reprs lose their heap address."""
+    return _ADDRESS.sub(r"<\1>", message)
 
 
 def json_of(members: dict[str, bytes]) -> dict:

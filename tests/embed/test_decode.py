@@ -30,3 +30,17 @@ def test_small_images_and_pngs_are_decoded_whole():
     buf = io.BytesIO()
     Image.new("RGB", (400, 300)).save(buf, format="PNG")
     assert decode_image(buf.getvalue(), min_size=32).size == (400, 300)
+
+
+def test_an_unidentifiable_image_has_the_same_reason_every_time():
+    import pytest
+
+    from datapruner.embed.decode import UnusableSample, decode_image
+
+    reasons = set()
+    for _ in range(3):
+        with pytest.raises(UnusableSample) as err:
+            decode_image(b"not an image at all" * 8)
+        reasons.add(str(err.value))
+    (reason,) = reasons
+    assert reason == "undecodable image: UnidentifiedImageError: cannot identify image file <_io.BytesIO>"

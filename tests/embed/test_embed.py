@@ -128,3 +128,15 @@ def test_a_file_that_is_not_a_tar_is_recorded_and_the_run_goes_on(tmp_path):
     assert np.load(run / "embeddings/img_emb/img_emb_2.npy").shape == (0, 64)
     result = api.prune(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
     assert result["select"]["counts"] == {"samples": 11, "valid": 10, "invalid": 1, "kept": 5}
+
+
+def test_two_runs_on_an_unidentifiable_image_write_identical_errors(tmp_path):
+    good = [(f"g{i:03d}", sample_members(i, i % 4)) for i in range(4)]
+    garbage = ("x001", {**sample_members(50, 1, "png"), "png": b"neither png nor anything else" * 4})
+    write_tar(tmp_path / "src/00.tar", good[:2] + [garbage] + good[2:])
+    for name in ("a", "b"):
+        api.embed(str(tmp_path / "src"), tmp_path / name, Config(**TINY), progress=False)
+    a, b = (tmp_path / n / "errors/part-0.parquet" for n in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    (row,) = pq.read_table(a).to_pylist()
+    assert row["key"] == "x001" and " at 0x" not in row["reason"]
