@@ -30,7 +30,7 @@ def session(run: str | Path, cfg: Config, command: str, src: str | None = None, 
     held = getattr(_held, "roots", set())
     shards = _list_shards(src, cfg) if src is not None else []
     if key in held:
-        yield _open(rd, cfg, src, shards, progress)
+        yield _open(rd, cfg, src, shards, progress, record_config=False)
         return
     check_out(rd.root, src, shards, [cfg.embeddings] if cfg.embeddings else [])
     if src is None:
@@ -49,7 +49,8 @@ def _list_shards(src: str, cfg: Config) -> list[str]:
     return list_shards(src, allow_pipe=cfg.allow_pipe)
 
 
-def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress: bool) -> Context:
+def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress: bool,
+          record_config: bool = True) -> Context:
     if src is not None:
         from datapruner.embed import inputs
         from datapruner.io.runinfo import check_shards, start_run
@@ -62,47 +63,35 @@ def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress:
         inputs.check(rd, cfg)
         start_run(rd, src, shards, cfg)
         inputs.record(rd, cfg)
-    else:
+    elif record_config:
         rd.update_run_json(config=cfg.to_dict())
     return Context(rd, cfg, progress=progress)
 
 
-def run_steps(ctx: Context, names, parts: list[int] | None = None) -> dict:
-    """Run steps by name in the session's context; `parts` (indices) limits the map steps."""
-    summary = {}
-    for name in names:
-        ids = None if parts is None else _part_ids(ctx, name, parts)
-        summary[name] = run_step(ctx, name, parts=ids)
-    return summary
-
-
-def _part_ids(ctx: Context, name: str, indices: list[int]) -> list[str]:
-    ids = get_step(name).parts(ctx)
-    return [ids[i] for i in sorted(set(indices)) if 0 <= i < len(ids)]
+def _run_steps(name: str, steps: tuple[str, ...], run: str | Path, cfg: Config, src: str | None, progress: bool,
+               parts: list[int] | None) -> dict:
+    """`steps` in one session named `name`; `parts` (indices) limits the map steps, for an orchestrator's
+    mapped task, which may share the run with the other tasks of its step."""
+    scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
+    with session(run, cfg, name, src, progress, scope) as ctx:
+        summary = {s: run_step(ctx, s, indices=parts) for s in steps}
+        if "embed" in steps:
+            summary["counts"] = _record_counts(ctx.run)
+        return summary
 
 
 def command(name: str, run: str | Path, cfg: Config = Config(), src: str | None = None, progress: bool = True,
             parts: list[int] | None = None) -> dict:
-    """Run one command of steps.COMMANDS (`parts`: only these part indices of its map steps, for an
-    orchestrator's mapped task; such tasks may share the run with each other)."""
-    scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
-    with session(run, cfg, name, src, progress, scope) as ctx:
-        summary = run_steps(ctx, COMMANDS[name], parts)
-        if name in ("embed", "prune"):
-            summary["counts"] = _record_counts(ctx.run)
-        return summary
+    """Run one command of steps.COMMANDS; returns {step: summary}."""
+    return _run_steps(name, COMMANDS[name], run, cfg, src, progress, parts)
 
 
 def step(name: str, run: str | Path, cfg: Config = Config(), src: str | None = None, progress: bool = True,
          parts: list[int] | None = None) -> dict:
     """Run one step of the table by name (an orchestrator's task: Airflow runs one per step)."""
     get_step(name)
-    scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
-    with session(run, cfg, name, src, progress, scope) as ctx:
-        summary = run_steps(ctx, [name], parts)[name]
-        if name == "embed":
-            summary["counts"] = _record_counts(ctx.run)
-        return summary
+    summary = _run_steps(name, (name,), run, cfg, src, progress, parts)
+    return {**summary[name], **({"counts": summary["counts"]} if "counts" in summary else {})}
 
 
 def _record_counts(rd: RunDir) -> dict:

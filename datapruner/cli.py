@@ -51,11 +51,10 @@ def _setup(quiet: bool) -> None:
 def _config(path, run: Path | None = None, **overrides) -> Config:
     """Defaults, then (for a command on an existing RUN) the run's recorded config, then the file, then flags."""
     from datapruner.errors import DataprunerError
+    from datapruner.io.rundir import RunDir
 
     if overrides.get("ray_address"):
         overrides["runner"] = "ray"
-    from datapruner.io.rundir import RunDir
-
     base = None
     if run is not None and RunDir(run).exists():
         base = RunDir(run).read_run_json().get("config")

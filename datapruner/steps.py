@@ -177,8 +177,9 @@ def sweep(ctx: Context, step: Step, only: list[str] | None = None) -> int:
         current = tokens(ctx, step, parts)
     except NotReady:
         current = {}
+    marked = ctx.run.marked_parts(step.name)
     removed = 0
-    for part in ctx.run.marked_parts(step.name) if only is None else sorted(set(only) & set(ctx.run.marked_parts(step.name))):
+    for part in marked if only is None else [p for p in marked if p in set(only)]:
         if part not in current or not is_reusable(ctx, step, part, current[part]):
             removed += len(ctx.run.drop_part(step.name, part))
     return removed
@@ -192,12 +193,15 @@ def sweep_after(ctx: Context, name: str) -> dict:
     return {s: n for s, n in removed.items() if n}
 
 
-def run_step(ctx: Context, name: str, runner=None, parts: list[str] | None = None) -> dict:
-    """Run the parts of one step that are not done (only `parts`, when given); mark each as it finishes."""
+def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = None) -> dict:
+    """Run the parts of one step that are not done (only those at `indices`, when given); mark each as it
+    finishes. Indices past a step's parts are ignored (a barrier has one part; a mapped task's group
+    may be larger than the step it is used for)."""
     step = get_step(name)
     check_after(ctx, step)
-    wanted = step.parts(ctx) if parts is None else [p for p in step.parts(ctx) if p in set(parts)]
-    sweep(ctx, step, None if parts is None else wanted)
+    every = step.parts(ctx)
+    wanted = every if indices is None else [every[i] for i in sorted(set(indices)) if 0 <= i < len(every)]
+    sweep(ctx, step, None if indices is None else wanted)
     current = tokens(ctx, step, wanted)
     todo = [p for p in wanted if not is_reusable(ctx, step, p, current[p])]
     claim(ctx, step, todo)
@@ -226,9 +230,9 @@ def run_step(ctx: Context, name: str, runner=None, parts: list[str] | None = Non
 
 def claim(ctx: Context, step: Step, parts: list[str]) -> None:
     """Record the files these parts will write before writing them; refuse to overwrite a file at one
-    of those names that no step of ours recorded (after the sweep, anything still there is not ours)."""
+    of those names that no step of ours recorded (the sweep removed what stale or interrupted attempts
+    recorded, so anything still there is not ours)."""
     for part in parts:
-        ctx.run.drop_part(step.name, part)  # a stale or interrupted attempt's files are ours: remove them
         declared = step.outputs(ctx.run, part)
         foreign = [p for p in declared if p.exists()]
         if foreign:
@@ -274,7 +278,7 @@ class PartTask:
     def __call__(self, state, parts: list[str]) -> Iterator[tuple[str, dict]]:
         """Parts already marked with their token (a retried call's earlier attempt) are skipped."""
         step, ctx = get_step(self.step), self.context()
-        todo = [p for p in parts if (ctx.run.read_marker(step.name, p) or {}).get("token") != self.part_tokens[p]]
+        todo = [p for p in parts if not is_reusable(ctx, step, p, self.part_tokens[p])]
         for part in parts:
             if part not in todo:
                 yield part, {}

@@ -6,7 +6,6 @@ the command stops before any work, naming the fields that differ and what to do.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from datapruner.config import Config
@@ -19,13 +18,11 @@ PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess"
 
 def weights_id(pretrained: str) -> str:
     """A tag as it is; a local checkpoint by the sha256 of its content (a renamed file is the same model)."""
+    from datapruner.steps import digest_files
+
     path = Path(pretrained)
     if pretrained not in ("", "none") and path.is_file():
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        return f"file sha256:{h.hexdigest()}"
+        return f"file sha256:{digest_files([path])}"
     return pretrained
 
 
@@ -37,12 +34,6 @@ def embed_inputs(cfg: Config) -> dict:
     return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
             "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
             "caption_field": cfg.caption_field, "label_field": cfg.label_field, "embeddings": None}
-
-
-def inputs_token(inputs: dict) -> str:
-    import json
-
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check(run: RunDir, cfg: Config) -> None:
@@ -58,7 +49,9 @@ def check(run: RunDir, cfg: Config) -> None:
 
 def record(run: RunDir, cfg: Config) -> None:
     wanted = embed_inputs(cfg)
-    run.update_run_json(embed={"inputs": wanted, "token": inputs_token(wanted)}, embeddings_dir=wanted["embeddings"])
+    from datapruner.steps import token_of
+
+    run.update_run_json(embed={"inputs": wanted, "token": token_of(wanted)}, embeddings_dir=wanted["embeddings"])
 
 
 def describe_change(old: dict, new: dict) -> str:

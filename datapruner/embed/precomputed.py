@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from datapruner.embed.outputs import write_errors
 from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
@@ -30,8 +32,5 @@ def check_part(run: RunDir, part: str) -> dict:
         if not path.exists():
             raise DataprunerError(f"precomputed embeddings are missing {path} "
                                   "(parts are named by zero-padded shard index)")
-    shard = run.shards()[run.part_ids().index(part)]
-    write_errors(run, part, shard, [])
-    import pyarrow.parquet as pq
-
+    write_errors(run, part, run.shard_of(part), [])
     return {"samples": pq.ParquetFile(run.metadata(part)).metadata.num_rows, "errors": 0, "shards": 1}

@@ -61,9 +61,8 @@ def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
     from datapruner.embed.stream import Decoder, ShardStream, ShardTask
 
     run_dir, cfg = ctx.run, ctx.cfg
-    index = {p: i for i, p in enumerate(run_dir.part_ids())}
-    shards = run_dir.shards()
-    tasks = [ShardTask(index[p], shards[index[p]]) for p in part_ids]
+    ids = run_dir.part_ids()
+    tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
     decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field)
     workers = min(cfg.num_workers, len(tasks))
     loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, cfg.batch_size), batch_size=None,
@@ -76,7 +75,7 @@ def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
             _embed_into(buf, b, clip)
             bar.update(len(b["rows"]))
             if b["last"]:
-                part = run_dir.part_ids()[b["index"]]
+                part = ids[b["index"]]
                 yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from datapruner.errors import DataprunerError, RunInUse
-from datapruner.io.atomic import HOST, TEMP_NAME, pid_alive, write_json
+from datapruner.io.atomic import HOST, TEMP_NAME, pid_alive, temp_path, write_json
 
 LOCK = "_lock"
 
@@ -23,6 +23,7 @@ LOCK = "_lock"
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._info: dict | None = None
 
     # run.json ---------------------------------------------------------------------------------------
     @property
@@ -33,18 +34,25 @@ class RunDir:
         return self.run_json.exists()
 
     def read_run_json(self) -> dict:
-        if not self.run_json.exists():
-            raise DataprunerError(f"{self.root} is not a datapruner run directory (no run.json); "
-                                  "run `datapruner embed` or `datapruner score` first")
-        return json.loads(self.run_json.read_text())
+        """run.json, read once per RunDir (it holds the whole shard list; paths are asked for per part).
+        Only the process holding the run's lock changes it, through update_run_json."""
+        if self._info is None:
+            if not self.run_json.exists():
+                raise DataprunerError(f"{self.root} is not a datapruner run directory (no run.json); "
+                                      "run `datapruner embed` or `datapruner score` first")
+            self._info = json.loads(self.run_json.read_text())
+        return self._info
 
     def update_run_json(self, **fields) -> None:
-        info = json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
-        info.update(fields)
+        info = {**(_load_json(self.run_json) or {}), **fields}
         write_json(self.run_json, info)
+        self._info = info
 
     def shards(self) -> list[str]:
         return self.read_run_json()["shards"]
+
+    def shard_of(self, part: str) -> str:
+        return self.shards()[int(part)]
 
     def part_ids(self) -> list[str]:
         """Zero-padded part ids of the input shards, in sorted shard order."""
@@ -151,10 +159,7 @@ class RunDir:
     def read_marker(self, step: str, part: str) -> dict | None:
         """The marker's record, or None when the part is not done (not begun, only begun: an intent, or
         marked by an older layout)."""
-        try:
-            record = json.loads(self.marker(step, part).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
+        record = _load_json(self.marker(step, part))
         return record if isinstance(record, dict) and record.get("token") is not None else None
 
     def marked_parts(self, step: str) -> list[str]:
@@ -173,10 +178,7 @@ class RunDir:
 
     def drop_part(self, step: str, part: str) -> list[str]:
         """Delete what the part's marker records writing (only inside RUN), then the marker. Returns the files."""
-        try:
-            record = json.loads(self.marker(step, part).read_text())
-        except (FileNotFoundError, ValueError):
-            record = {}
+        record = _load_json(self.marker(step, part))
         removed = []
         for rel in record.get("outputs", []) if isinstance(record, dict) else []:
             path = (self.root / rel).resolve()
@@ -207,7 +209,7 @@ class RunDir:
         try:
             others = [p for p in self.root.glob(f"{LOCK}.*")] if scope is None else [self.root / LOCK]
             for other in others:
-                current = _read_holder(other)
+                current = _load_json(other)
                 if current and not _dead(current):
                     raise _in_use(self.root, current)
             self.remove_dead_temps(any_host=scope is None)
@@ -232,7 +234,7 @@ class RunDir:
 
 def _take(path: Path, holder: dict) -> None:
     """Create `path` holding `holder`, atomically (a hard link of a complete temp file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{HOST}-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(holder))
     try:
         for _ in range(3):
@@ -240,11 +242,11 @@ def _take(path: Path, holder: dict) -> None:
                 os.link(tmp, path)
                 return
             except FileExistsError:
-                current = _read_holder(path)
+                current = _load_json(path)
                 if current is None or not _dead(current):
                     raise _in_use(path.parent, current) from None
                 path.unlink(missing_ok=True)  # a killed holder's lock: take it over
-        raise _in_use(path.parent, _read_holder(path))
+        raise _in_use(path.parent, _load_json(path))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -255,7 +257,8 @@ def _in_use(root: Path, holder: dict | None) -> RunInUse:
     return RunInUse(f"{root} is in use by {who}; wait for it to finish, or use another --out")
 
 
-def _read_holder(path: Path) -> dict | None:
+def _load_json(path: Path):
+    """The file's JSON, or None when it is missing or not JSON (e.g. an older layout's marker)."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):

@@ -19,7 +19,7 @@ from datapruner.io.atomic import save_parquet
 from datapruner.io.rundir import RunDir
 from datapruner.metrics.base import PartData
 from datapruner.metrics.registry import get_metric
-from datapruner.plugins import BUDGETS, METRICS
+from datapruner.plugins import METRICS
 
 
 def metrics_needed(cfg: Config) -> list[str]:
@@ -30,8 +30,7 @@ def metrics_needed(cfg: Config) -> list[str]:
 
 def policy_metrics(cfg: Config) -> list[str]:
     budget = [cfg.budget] if cfg.budget in METRICS.names() else []
-    metric = [cfg.metric] if cfg.metric in METRICS.names() or cfg.metric not in BUDGETS.names() else []
-    return list(dict.fromkeys(["prototypicality", "random", *metric, *(f["name"] for f in cfg.filters), *budget]))
+    return list(dict.fromkeys(["prototypicality", "random", cfg.metric, *(f["name"] for f in cfg.filters), *budget]))
 
 
 def metric_token(ctx, name: str) -> str:
@@ -63,7 +62,9 @@ def fit(ctx, name: str) -> dict:
 # score (map: one part per input shard) -------------------------------------------------------------------
 
 def score_token(ctx, part: str) -> str:
-    key = "score_token"
+    from datapruner.steps import barrier_digest
+
+    key = ("score_token", barrier_digest(ctx, "cluster", "centroids"))  # the same for every part
     if key not in ctx.memo:
         ctx.memo[key] = ";".join(f"{m}={metric_token(ctx, m)}" for m in metrics_needed(ctx.cfg))
     return ctx.memo[key]
@@ -96,18 +97,8 @@ def score_part(run: RunDir, part: str, cfg: Config) -> int:
 
 
 def load_part(run: RunDir, part: str, cfg: Config) -> PartData:
-    shard = run.shards()[run.part_ids().index(part)]
     clusters, dist = part_assignment(run, part)
-    return PartData(run, part, read_img_emb(run, part), read_text_emb(run, part), read_metadata(run, part, shard),
+    return PartData(run, part, read_img_emb(run, part), read_text_emb(run, part),
+                    read_metadata(run, part, run.shard_of(part)),
                     clusters, dist, np.load(run.centroids))
 
-
-def scores_cover(run: RunDir, cfg: Config) -> bool:
-    """Whether every part is scored with every metric this config needs, at their current tokens."""
-    from datapruner.steps import Context, NotReady, get_step, is_reusable
-
-    ctx, step = Context(run, cfg), get_step("score")
-    try:
-        return all(is_reusable(ctx, step, p, score_token(ctx, p)) for p in run.part_ids())
-    except NotReady:
-        return False

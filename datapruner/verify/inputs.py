@@ -20,19 +20,16 @@ IMAGE_STUDENTS = ("cnn",)
 def scores_with_metrics(run: str | Path, cfg, metrics: list[str]) -> pa.Table:
     """The run's scores table with a score_<m> column for every metric in `metrics`.
 
-    Scores are (re)computed once, with the run's own step, when a column is missing (clustering first
-    if needed); scores/ then holds these extra columns beside the policy's.
+    The run's own score command does it (clustering first if the run has no centroids): parts already
+    scored with these metrics are reused, and scores/ then holds the extra columns beside the policy's.
     """
     from datapruner import api
-    from datapruner.metrics.step import scores_cover
 
-    rd = RunDir(run)
-    if rd.read_marker("cluster", "centroids") is None:
+    if RunDir(run).read_marker("cluster", "centroids") is None:
         api.cluster(run, cfg)
     scoring = cfg.replace(metrics=tuple(dict.fromkeys([*cfg.metrics, *metrics])))
-    if not scores_cover(rd, scoring):
-        log.info("verify: scoring the run with metrics %s", ", ".join(metrics_needed(scoring)))
-        api.score(run, scoring, progress=False)
+    log.info("verify: scores with metrics %s", ", ".join(metrics_needed(scoring)))
+    api.score(run, scoring, progress=False)
     return api.load_scores(run)
 
 

@@ -109,8 +109,6 @@ def test_a_new_selection_leaves_no_pruned_shard_or_report_of_the_old_one(base_ru
     html = (run / "report/index.html").read_text()
     assert "<td>kept</td><td>30</td>" in html  # rebuilt: 30 of 60, not the 18 of keep 0.3
     api.write(run, BASE, progress=False)
-    fresh = tmp_path / "fresh"
-    shutil.copytree(base_run, fresh)
     assert outputs(run)["manifest/keep.parquet"] != outputs(base_run)["manifest/keep.parquet"]
     assert sum(1 for _ in (run / "shards").glob("*.tar")) == 2  # 30 kept / 16 per shard
 

@@ -36,7 +36,7 @@ class DataprunerOperator(BaseOperator):
         into at most `groups` groups of parts and return them (a list of lists) for
         ``.expand(parts=...)`` of mapped tasks.
     :param run_dir: the run directory (templated).
-    :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; embed and score only).
+    :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; embed and prune only).
     :param keep: fraction of valid samples to keep (templated; a string is converted).
     :param metric: the metric that orders samples (templated).
     :param config_path: a YAML preset (templated); empty means the package defaults.
@@ -126,16 +126,12 @@ def xcom_summary(step: str, run_dir: str, summary: dict) -> dict:
 def step_outputs(step: str, root: Path) -> dict:
     """The folders and files the step writes, from the step table (its parts' recorded outputs)."""
     from datapruner.io.rundir import RunDir
-    from datapruner.steps import STEP_NAMES
+    from datapruner.steps import STEP_NAMES, get_step
 
     run = RunDir(root)
     names = STEP_NAMES if step == "prune" else (step,)
-    out = {}
-    for name in names:
-        for part in run.marked_parts(name)[:1]:
-            for rel in (run.read_marker(name, part) or {}).get("outputs", []):
-                out.setdefault(name, str(root / rel.rsplit("/", 1)[0]))
-    return out
+    return {name: str(get_step(name).outputs(run, parts[0])[0].parent)
+            for name in names if (parts := run.marked_parts(name))}
 
 
 def scalars_only(value: dict) -> dict:
