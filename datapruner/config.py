@@ -20,6 +20,8 @@ class Config:
     re_embed: bool = False  # replace a run's embeddings when the embed inputs changed (else refused)
     caption_field: str = "caption"  # json field used when a sample has no txt member
     label_field: str = "label"  # json field used when a sample has no cls member
+    max_image_pixels: int = 200_000_000  # larger images are invalid (read from the header, before decoding)
+    allow_unsafe_names: bool = False  # member names that would escape an extraction dir (../x, /x) are invalid
     # embedding
     model: str = "ViT-B-32"
     pretrained: str = "laion2b_s34b_b79k"  # a tag, a local checkpoint file, or "none"
