@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from datapruner.embed.outputs import unit_rows
 from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
 
@@ -20,7 +21,7 @@ def assign(emb: np.ndarray, index, chunk: int = CHUNK) -> tuple[np.ndarray, np.n
     clusters = np.empty(n, np.int32)
     dist = np.empty(n, np.float32)
     for lo in range(0, n, chunk):
-        x = np.ascontiguousarray(emb[lo:lo + chunk], dtype=np.float32)
+        x = np.ascontiguousarray(unit_rows(emb[lo:lo + chunk]))
         sim, ids = index.search(x, 1)
         clusters[lo:lo + chunk] = ids[:, 0]
         dist[lo:lo + chunk] = 1.0 - sim[:, 0]

@@ -9,7 +9,7 @@ import numpy as np
 
 from datapruner.cluster.faiss_backend import use_gpu
 from datapruner.config import Config
-from datapruner.embed.outputs import read_img_emb
+from datapruner.embed.outputs import read_img_emb, unit_rows
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
@@ -34,7 +34,7 @@ def sample_rows(counts: list[int], size: int, seed: int) -> list[np.ndarray]:
 
 
 def load_sample(run: RunDir, parts: list[str], rows: list[np.ndarray]) -> np.ndarray:
-    blocks = [np.asarray(read_img_emb(run, p)[r], dtype=np.float32) for p, r in zip(parts, rows) if len(r)]
+    blocks = [unit_rows(read_img_emb(run, p)[r]) for p, r in zip(parts, rows) if len(r)]
     return np.ascontiguousarray(np.concatenate(blocks))
 
 

@@ -58,6 +58,15 @@ def read_metadata(run: RunDir, part: str, shard: str) -> pa.Table:
     return table
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 rows of unit length (zero rows stay zero). Embeddings are stored as float16, whose rounding
+    leaves norms of 1 ± 1e-3: every similarity and distance is taken on renormalised rows, so that exact
+    copies are exact duplicates."""
+    x = np.asarray(x, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
 def read_img_emb(run: RunDir, part: str) -> np.ndarray:
     return np.load(run.img_emb(part), mmap_mode="r")
 

@@ -19,8 +19,8 @@ class PartData:
 
     run: RunDir
     part: str
-    img_emb: np.ndarray  # (n, d) float16, L2-normalised (memory-mapped)
-    text_emb: np.ndarray | None
+    img_emb: np.ndarray  # (n, d) float32, renormalised from the stored float16 (embed/outputs.unit_rows)
+    text_emb: np.ndarray | None  # the same, zero rows where a sample has no caption
     meta: pa.Table  # shard, key, offset, length, [uid, caption, label]
     cluster: np.ndarray  # (n,) int32
     dist: np.ndarray  # (n,) float32, cosine distance to the nearest centroid

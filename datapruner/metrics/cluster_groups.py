@@ -14,13 +14,13 @@ from typing import Iterator
 import numpy as np
 
 from datapruner.cluster.assign import part_assignment
-from datapruner.embed.outputs import read_img_emb
+from datapruner.embed.outputs import read_img_emb, unit_rows
 from datapruner.io.rundir import RunDir
 
 
 @dataclass
 class ClusterBatch:
-    emb: np.ndarray  # (n, d) float16 rows of the batch's clusters
+    emb: np.ndarray  # (n, d) float32 unit rows of the batch's clusters
     cluster: np.ndarray  # (n,) int32
     dist: np.ndarray  # (n,) float32 cosine distance to the centroid
     part: np.ndarray  # (n,) int32 index into run.part_ids()
@@ -59,7 +59,7 @@ def cluster_batches(run: RunDir, sizes: np.ndarray, max_rows: int) -> Iterator[C
             clusters, dist = part_assignment(run, part)
             rows = np.flatnonzero((clusters >= lo) & (clusters < hi))
             if len(rows):
-                pieces.append(ClusterBatch(np.asarray(read_img_emb(run, part)[rows]), clusters[rows], dist[rows],
+                pieces.append(ClusterBatch(unit_rows(read_img_emb(run, part)[rows]), clusters[rows], dist[rows],
                                            np.full(len(rows), p, np.int32), rows))
         if pieces:
             yield ClusterBatch(*(np.concatenate([getattr(b, f) for b in pieces]) for f in

@@ -27,10 +27,11 @@ from datapruner.metrics.base import FittedMetric, PartData
 from datapruner.metrics.cluster_groups import ClusterBatch, assigned_sizes, cluster_batches
 
 DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 4096}
+SAME_DIRECTION = 2e-6  # float32 x·x of a 1024-d unit row lands within ~1e-6 of 1
 
 
 def max_similarity_to_earlier(x: np.ndarray, block: int = 4096) -> np.ndarray:
-    """For rows in order: each row's max cosine similarity (x·x') to any earlier row; −1 for the first."""
+    """For unit rows in order: each row's max cosine similarity (x·x') to any earlier row; −1 for the first."""
     n = len(x)
     out = np.full(n, -1.0, np.float32)
     for lo in range(0, n, block):
@@ -43,6 +44,9 @@ def max_similarity_to_earlier(x: np.ndarray, block: int = 4096) -> np.ndarray:
                 sim[np.arange(clo, chi)[None, :] >= np.arange(lo, hi)[:, None]] = -np.inf
             best = np.maximum(best, sim.max(axis=1))
         out[lo:hi] = best
+    # float32 rounding leaves x·x of a unit row within a few ulps of 1: such a row has the same direction
+    # as an earlier one, so it scores exactly 1 and is a duplicate at every eps > 0
+    out[out >= 1.0 - SAME_DIRECTION] = 1.0
     return out
 
 

@@ -96,3 +96,29 @@ def test_planted_near_duplicates_are_removed_keeping_one_of_each_group(tmp_path)
     assert removed <= {k for keys in members.values() for k in keys}
     assert len(removed) == 2 * len(members)
     assert summary["select"]["counts"]["kept"] == round(0.5 * len(rows))
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-6])
+def test_byte_identical_copies_across_shards_are_exact_duplicates(tmp_path, eps):
+    """Stored float16 embeddings are renormalised before comparing: a copy scores exactly 1, so any eps > 0
+    removes every copy but one per group (without renormalising, copies scored 0.9997–0.99995)."""
+    from conftest import TINY
+
+    samples = [[], [], []]
+    for i in range(30):
+        samples[i % 3].append((f"o{i:04d}", {"png": block_image(i), "txt": f"image {i}".encode()}))
+    for g in range(5):
+        for copy in (1, 2):
+            samples[(g + copy) % 3].append((f"c{g}-{copy}", {"png": block_image(g), "txt": f"copy {g}".encode()}))
+    for s, rows in enumerate(samples):
+        write_tar(tmp_path / "src" / f"copies-{s}.tar", rows)
+    cfg = Config(**TINY, clusters=2, filters=({"name": "semdedup", "eps": eps},))
+    api.prune(str(tmp_path / "src"), tmp_path / "run", 0.75, cfg, progress=False)  # 30 of 40 are not copies
+    rows = pq.read_table(tmp_path / "run/manifest/keep.parquet").to_pylist()
+    groups = {g: {f"o{g:04d}", f"c{g}-1", f"c{g}-2"} for g in range(5)}
+    removed = {r["key"] for r in rows if r["reason"] == "removed by filter semdedup"}
+    assert removed <= set().union(*groups.values())
+    for keys in groups.values():
+        assert len(keys - removed) == 1, keys
+    scores = pq.read_table(tmp_path / "run/scores", columns=["key", "score_semdedup"]).to_pylist()
+    assert all(r["score_semdedup"] == 1.0 for r in scores if r["key"] in removed)
