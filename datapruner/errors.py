@@ -11,5 +11,9 @@ class DataprunerError(ValueError):
     """
 
 
+class OutputError(DataprunerError):
+    """A file of the run cannot be written (disk full, quota, read-only): nothing half-written is kept."""
+
+
 class RunInUse(DataprunerError):
     """Another live process holds the run directory's lock."""

@@ -21,6 +21,22 @@ def category_of(reason_text: str) -> str:
     return reason_text.split(": ", 1)[0]
 
 
+def invalid(stage: str, reason_text: str) -> str:
+    """The manifest's reason for a sample errors/ holds."""
+    return f"{INVALID}{stage}: {reason_text}"
+
+
+def counted_as(manifest_reason: str) -> str:
+    """What a summary counts a manifest reason under: its category, never its detail."""
+    if not manifest_reason.startswith(INVALID):
+        return manifest_reason  # kept / removed by filter F / below the budget: fixed texts
+    stage, _, rest = manifest_reason[len(INVALID):].partition(": ")
+    return f"{INVALID}{stage}: {category_of(rest)}"
+
+
+INVALID = "invalid at "
+
+
 def stable(message: str) -> str:
     """The same text for the same input: object reprs and bare addresses lose their heap address."""
     return _HEX_ID.sub("0x…", _ADDRESS.sub(r"<\1>", message))

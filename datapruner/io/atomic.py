@@ -6,6 +6,8 @@ Temporary names are `.NAME.tmp-HOST-PID`, so the next run can tell a dead proces
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
@@ -14,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from datapruner.errors import OutputError
+
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 HOST = socket.gethostname().replace("-", "_")
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^-]+)-(?P<pid>\d+)$")
 
@@ -31,6 +36,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in FULL_OR_READ_ONLY:
+            raise OutputError(f"cannot write {path}: {os.strerror(exc.errno)}; free space (or make it writable) "
+                              "and rerun: finished parts are kept") from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -49,9 +59,10 @@ def write_text(path: str | Path, text: str) -> None:
 def save_npy(path: str | Path, array) -> None:
     import numpy as np
 
+    buf = io.BytesIO()  # np.save into a file reports a full disk without its errno
+    np.save(buf, array)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def save_parquet(path: str | Path, table) -> None:

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from datapruner.config import Config
 from datapruner.io.atomic import save_npy, save_parquet, write_json
 from datapruner.io.rundir import RunDir
+from datapruner.reasons import counted_as, invalid
 from datapruner.select.policy import budget_name, select_table
 from datapruner.select.scores import load_errors, load_scores
 
@@ -64,8 +65,8 @@ def budget_report(run: RunDir, clusters: pa.Table, budget: str) -> dict:
 def _with_error_rows(selected: pa.Table, errors: pa.Table | None) -> pa.Table:
     if errors is None:
         return selected
-    reasons = pc.binary_join_element_wise(pa.scalar("invalid at "), errors.column("stage"), pa.scalar(": "),
-                                          errors.column("reason"), "")
+    reasons = pa.array([invalid(stage, text) for stage, text in
+                        zip(errors.column("stage").to_pylist(), errors.column("reason").to_pylist())], pa.string())
     rows = pa.table({"shard": errors.column("shard"), "key": errors.column("key"),
                      "kept": pa.array(np.zeros(errors.num_rows, bool)), "reason": reasons})
     return pa.concat_tables([selected, rows], promote_options="default")
@@ -87,7 +88,7 @@ def datacomp_uids(kept: pa.Table) -> np.ndarray | None:
 
 def summarise(manifest: pa.Table, keep: float, cfg: Config) -> dict:
     kept = manifest.column("kept").to_numpy(zero_copy_only=False)
-    reasons = collections.Counter(manifest.column("reason").to_pylist())
+    reasons = collections.Counter(counted_as(r) for r in manifest.column("reason").to_pylist())
     valid = manifest.filter(pc.is_valid(manifest.column("cluster")))
     clusters = valid.column("cluster").to_numpy()
     valid_kept = valid.column("kept").to_numpy(zero_copy_only=False)

@@ -1,0 +1,37 @@
+"""The bad-input contract on every case of badshards.py: each input sample is in the manifest or in
+errors/ with a reason of its category, kept samples read back byte-identical, nothing outside RUN."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audit import run_cases, table  # noqa: E402
+from badshards import CASES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory) -> dict:
+    rows = run_cases(tmp_path_factory.mktemp("faults"))
+    print("\n" + table(rows))
+    return {r.case: r for r in rows}
+
+
+def test_the_suite_is_at_least_thirty_cases():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", [c.name for c in CASES])
+def test_every_sample_is_accounted_for(audited, case):
+    row = audited[case]
+    assert not row.problems, "\n".join(row.problems)
+    assert row.lost == 0
+
+
+def test_no_unexpected_output_and_nothing_written_outside_run(audited):
+    problems = [p for name, r in audited.items() if name.startswith("(") for p in r.problems]
+    assert not problems, problems
