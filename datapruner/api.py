@@ -22,15 +22,18 @@ _held = threading.local()  # run roots this thread holds the lock of (api calls 
 @contextmanager
 def session(run: str | Path, cfg: Config, command: str, src: str | None = None, progress: bool = True,
             scope: str | None = None) -> Iterator[Context]:
-    """A run directory opened for `command`: ownership checked, lock held, SRC and embed inputs recorded."""
+    """A run directory opened for `command`: options checked (before anything is read or written),
+    ownership checked, lock held, SRC and embed inputs recorded."""
     from datapruner.io.ownership import check_out
+    from datapruner.validate import check_config
 
+    check_config(cfg, command, src)
     rd = RunDir(run)
     key = str(rd.root.resolve())
     held = getattr(_held, "roots", set())
-    shards = _list_shards(src, cfg) if src is not None else []
+    shards, skipped = _list_source(src, cfg) if src is not None else ([], [])
     if key in held:
-        yield _open(rd, cfg, src, shards, progress, record_config=False)
+        yield _open(rd, cfg, src, (shards, skipped), progress, record_config=False)
         return
     check_out(rd.root, src, shards, [cfg.embeddings] if cfg.embeddings else [])
     if src is None:
@@ -38,19 +41,20 @@ def session(run: str | Path, cfg: Config, command: str, src: str | None = None, 
     with rd.lock(command, scope):
         _held.roots = held | {key}
         try:
-            yield _open(rd, cfg, src, shards, progress)
+            yield _open(rd, cfg, src, (shards, skipped), progress)
         finally:
             _held.roots = held
 
 
-def _list_shards(src: str, cfg: Config) -> list[str]:
-    from datapruner.io.shards import list_shards
+def _list_source(src: str, cfg: Config) -> tuple[list[str], list[str]]:
+    from datapruner.io.shards import list_source
 
-    return list_shards(src, allow_pipe=cfg.allow_pipe)
+    return list_source(src, allow_pipe=cfg.allow_pipe)
 
 
-def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress: bool,
+def _open(rd: RunDir, cfg: Config, src: str | None, listing: tuple[list[str], list[str]], progress: bool,
           record_config: bool = True) -> Context:
+    shards, skipped = listing
     if src is not None:
         from datapruner.embed import inputs
         from datapruner.io.runinfo import check_shards, start_run
@@ -61,7 +65,7 @@ def _open(rd: RunDir, cfg: Config, src: str | None, shards: list[str], progress:
             check_layout(cfg.embeddings, len(shards))
         check_shards(rd, shards)
         inputs.check(rd, cfg)
-        start_run(rd, src, shards, cfg)
+        start_run(rd, src, shards, skipped, cfg)
         inputs.record(rd, cfg)
     elif record_config:
         rd.update_run_json(config=cfg.to_dict())

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import logging
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
 
 from datapruner.config import Config, load_config
+from datapruner.errors import DataprunerError, OutputError
 
 app = typer.Typer(help="Prune image-text WebDataset datasets: embed, cluster, score, select, write.",
                   no_args_is_help=True, add_completion=False)
@@ -50,7 +56,6 @@ def _setup(quiet: bool) -> None:
 
 def _config(path, run: Path | None = None, **overrides) -> Config:
     """Defaults, then (for a command on an existing RUN) the run's recorded config, then the file, then flags."""
-    from datapruner.errors import DataprunerError
     from datapruner.io.rundir import RunDir
 
     if overrides.get("ray_address"):
@@ -60,8 +65,14 @@ def _config(path, run: Path | None = None, **overrides) -> Config:
         base = RunDir(run).read_run_json().get("config")
     try:
         return load_config(path, base=base, **overrides)
-    except DataprunerError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise DataprunerError(f"--config {path}: not valid YAML ({_yaml_problem(exc)})") from None
+
+
+def _yaml_problem(exc) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
 
 
 def _report(title: str, summary: dict) -> None:
@@ -69,18 +80,54 @@ def _report(title: str, summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-def _run(fn, *args, **kwargs):
-    """Errors a user can cause become a one-line message and exit code 2; a bug keeps its traceback."""
-    from datapruner.errors import DataprunerError
+# errno values a rerun recovers from once the user frees space or fixes permissions
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+NOT_PERMITTED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
+
+@contextmanager
+def _user_errors():
+    """A user's error is one line on stderr: DataprunerError exits 2, a full disk or a permission refused 1."""
     try:
-        return fn(*args, **kwargs)
+        yield
+    except OutputError as exc:  # a full disk met while writing a run file (io/atomic.py names the file)
+        _error(str(exc))
+        raise typer.Exit(1) from None
     except DataprunerError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        _error(str(exc))
         raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.errno not in DISK_FULL | NOT_PERMITTED:
+            raise
+        what = "free space" if exc.errno in DISK_FULL else "fix permissions"
+        where = exc.filename if exc.filename is not None else exc.filename2
+        _error(f"{f'{where}: ' if where is not None else ''}{exc.strerror or exc} "
+               f"({what} and rerun: finished parts are kept)")
+        raise typer.Exit(1) from None
+
+
+def _error(message: str) -> None:
+    typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
+
+
+def _run(fn, *args, **kwargs):
+    """Errors a user can cause become a one-line message (exit 2; disk full or permissions: 1); a bug keeps
+    its traceback."""
+    with _user_errors():
+        return fn(*args, **kwargs)
+
+
+def _one_line_errors(command):
+    """Everything a command does (options, config file, the run) reports a user's error as one line."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        with _user_errors():
+            return command(*args, **kwargs)
+    return wrapper
 
 
 @app.command()
+@_one_line_errors
 def embed(src: str, out: Path = OutOpt, config: Optional[Path] = ConfigOpt, model: Optional[str] = ModelOpt,
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
           num_workers: Optional[int] = WorkersOpt, allow_pipe: Optional[bool] = PipeOpt,
@@ -96,6 +143,7 @@ def embed(src: str, out: Path = OutOpt, config: Optional[Path] = ConfigOpt, mode
 
 
 @app.command()
+@_one_line_errors
 def cluster(run: Path, config: Optional[Path] = ConfigOpt, clusters: Optional[int] = ClustersOpt,
             seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt):
     """Fit spherical k-means centroids on RUN's embeddings."""
@@ -106,6 +154,7 @@ def cluster(run: Path, config: Optional[Path] = ConfigOpt, clusters: Optional[in
 
 
 @app.command()
+@_one_line_errors
 def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config: Optional[Path] = ConfigOpt,
           metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
           clusters: Optional[int] = ClustersOpt, model: Optional[str] = ModelOpt,
@@ -136,6 +185,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
 
 
 @app.command()
+@_one_line_errors
 def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = ConfigOpt,
            metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
            seed: Optional[int] = SeedOpt, runner: Optional[str] = RunnerOpt,
@@ -160,20 +210,16 @@ def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
     """--metric-option values merged over the config's metric_options."""
     if not specs:
         return cfg
-    from datapruner.select.filters import parse_filter
-
-    merged = {name: dict(options) for name, options in cfg.metric_options.items()}
     from datapruner.metrics.registry import available
 
+    merged = {name: dict(options) for name, options in cfg.metric_options.items()}
+
     for text in specs:
-        try:
-            spec = parse_filter(text, "--metric-option")
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        spec = _parse(text, "--metric-option")
         name = spec.pop("name")
         if name not in available() or not spec:
-            raise typer.BadParameter(f"--metric-option {text!r}: expected METRIC:KEY=VALUE[,...] with METRIC one of "
-                                     f"{', '.join(available())}")
+            raise DataprunerError(f"--metric-option {text}: expected METRIC:KEY=VALUE[,...] with METRIC one of "
+                                  f"{', '.join(available())}")
         merged.setdefault(name, {}).update(spec)
     return cfg.replace(metric_options=merged)
 
@@ -182,15 +228,21 @@ def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:
     """--filter values as Config.filters entries (None: keep the config file's)."""
     if not specs:
         return None
+    return [_parse(s, "--filter") for s in specs]
+
+
+def _parse(text: str, flag: str) -> dict:
+    """NAME:KEY=VALUE[,...] (select/filters.py parse_filter), a value that is not YAML as a one-line error."""
     from datapruner.select.filters import parse_filter
 
     try:
-        return [parse_filter(s) for s in specs]
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        return parse_filter(text, flag)
+    except yaml.YAMLError as exc:
+        raise DataprunerError(f"{flag} {text}: a value is not valid YAML ({_yaml_problem(exc)})") from None
 
 
 @app.command()
+@_one_line_errors
 def write(run: Path, config: Optional[Path] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt):
     """Copy RUN's kept samples byte for byte into RUN/shards."""
@@ -202,6 +254,7 @@ def write(run: Path, config: Optional[Path] = ConfigOpt, shard_size: Optional[in
 
 
 @app.command()
+@_one_line_errors
 def report(run: Path, config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt):
     """Write RUN/report/index.html: plots and galleries of kept vs. dropped samples."""
     from datapruner import api
@@ -216,11 +269,11 @@ def _one_screen(summary: dict) -> dict:
             for step, part in summary.items()}
 
 
-def _csv(value: str, cast=str) -> tuple:
+def _csv(value: str, cast=str, flag: str = "") -> tuple:
     try:
         return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
     except ValueError as exc:
-        raise typer.BadParameter(f"{value!r}: {exc}") from None
+        raise DataprunerError(f"{flag} {value}: {exc}".strip()) from None
 
 
 def _alpha(value: str):
@@ -228,6 +281,7 @@ def _alpha(value: str):
 
 
 @app.command()
+@_one_line_errors
 def verify(run: Path, config: Optional[Path] = ConfigOpt,
            methods: str = typer.Option("random,proto_hard,proto_easy,el2n,dbp", help="Comma list of pruning methods."),
            fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
@@ -260,8 +314,9 @@ def verify(run: Path, config: Optional[Path] = ConfigOpt,
     _setup(quiet)
     cfg = _config(config, run, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
                   seed=seed, device=device)
-    spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float), seeds=_csv(seeds, int),
-                      kd_alphas=_csv(kd_alphas, _alpha), budget_modes=_csv(budget_modes), student=student,
+    spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
+                      seeds=_csv(seeds, int, "--seeds"), kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"),
+                      budget_modes=_csv(budget_modes), student=student,
                       balance=balance, test_src=test_src, test_fraction=test_fraction, src=src, epochs=epochs,
                       steps=steps, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
                       image_size=image_size, channels=channels, threads=threads,
@@ -271,5 +326,31 @@ def verify(run: Path, config: Optional[Path] = ConfigOpt,
     typer.echo(f"\nresults: {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
 
 
+# click's exceptions as typer raises them: click.exceptions, or typer._click.exceptions (typer >= 0.29 vendors click)
+_clickx = sys.modules[typer.BadParameter.__module__]
+
+
+def main(args: list[str] | None = None) -> None:
+    """The `datapruner` console script: typer's app, with every usage error (a bad int, a missing option)
+    as one line `error: …` on stderr and exit 2 instead of a usage box."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="datapruner", standalone_mode=False)
+    except getattr(_clickx, "NoArgsIsHelpError", ()) as exc:
+        exc.show()  # `datapruner` alone: the help, as typer shows it
+        code = exc.exit_code
+    except _clickx.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else "datapruner"
+        _error(f"{exc.format_message()} (see: {path} --help)")
+        code = exc.exit_code
+    except _clickx.ClickException as exc:
+        _error(exc.format_message())
+        code = exc.exit_code
+    except typer.Abort:
+        _error("aborted")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

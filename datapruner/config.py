@@ -59,9 +59,11 @@ class Config:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise DataprunerError(f"unknown config option(s): {', '.join(sorted(unknown))}")
-        if "filters" in overrides:
-            overrides["filters"] = tuple(dict(f) for f in overrides["filters"] or ())
-        if "metrics" in overrides:
+        # a value of the wrong shape (a config file's `filters: semdedup`) is kept as given, for
+        # datapruner.validate to name it when the command starts
+        if "filters" in overrides and isinstance(overrides["filters"] or (), (list, tuple)):
+            overrides["filters"] = tuple(dict(f) if isinstance(f, dict) else f for f in overrides["filters"] or ())
+        if "metrics" in overrides and isinstance(overrides["metrics"] or (), (list, tuple)):
             overrides["metrics"] = tuple(overrides["metrics"] or ())
         return dataclasses.replace(self, **overrides)
 

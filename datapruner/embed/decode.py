@@ -1,4 +1,8 @@
-"""Turning one sample's raw members into what the model and the metadata need."""
+"""Turning one sample's raw members into what the model and the metadata need.
+
+Every way a sample's data can be unusable raises UnusableSample whose message is the reason recorded in
+errors/ (`category: detail`, datapruner.reasons); nothing here raises anything else for bad data.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import io
 import json
 import re
 
+from datapruner.config import Config
+from datapruner.reasons import reason
+
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+INT64 = (-(2**63), 2**63 - 1)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class UnusableSample(ValueError):
@@ -17,54 +26,124 @@ def image_bytes(members: dict[str, bytes]) -> bytes:
     for ext in IMAGE_EXTS:
         if ext in members:
             return members[ext]
-    raise UnusableSample(f"no image member (looked for {', '.join(IMAGE_EXTS)}; found {', '.join(sorted(members))})")
+    raise UnusableSample(reason(
+        "no image", f"no image member (looked for {', '.join(IMAGE_EXTS)}; found {', '.join(sorted(members))})"))
 
 
-def decode_image(data: bytes, min_size: int | None = None):
+def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | None = None):
     """RGB image; with `min_size`, a JPEG much larger than that is decoded at a reduced scale (libjpeg's
     DCT scaling, via PIL's draft) whose sides stay ≥ min_size: the same input after the model's resize,
-    for a fraction of the decoding work."""
+    for a fraction of the decoding work. An image over `max_pixels` (None: the config's default) is
+    refused from its header, before any pixel is decoded."""
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # max_pixels replaces PIL's cap, which would warn, then raise, below ours
+    limit = Config.max_image_pixels if max_pixels is None else max_pixels
     try:
         img = Image.open(io.BytesIO(data))
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise _undecodable(exc) from None
+    _check_pixels(img.size, limit)
+    try:
         if min_size:
             img.draft("RGB", (min_size, min_size))
         img.load()
         return img.convert("RGB")
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise UnusableSample(f"undecodable image: {type(exc).__name__}: {stable(str(exc))}") from None
+    except Exception as exc:
+        raise _undecodable(exc) from None
 
 
-_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+def _undecodable(exc: Exception) -> UnusableSample:
+    return UnusableSample(reason("undecodable image", f"{type(exc).__name__}: {exc}"))
 
 
-def stable(message: str) -> str:
-    """A reason that is the same for the same input: object reprs lose their heap address."""
-    return _ADDRESS.sub(r"<\1>", message)
+def _check_pixels(size: tuple[int, int], limit: int) -> None:
+    width, height = size
+    if width * height > limit:
+        raise UnusableSample(reason(
+            "image too large", f"{width}×{height} = {width * height} pixels > max_image_pixels {limit} "
+                               "(raise max_image_pixels to keep it)"))
 
 
 def json_of(members: dict[str, bytes]) -> dict:
+    """The json member as a dict ({} without one)."""
     if "json" not in members:
         return {}
     try:
         value = json.loads(members["json"])
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise UnusableSample(reason("bad json", f"the json member does not parse: {_first_line(exc)}")) from None
+    if not isinstance(value, dict):
+        raise UnusableSample(reason("bad json", f"the json member is {_kind(value)}, not an object"))
+    return value
 
 
 def text_fields(members: dict[str, bytes], caption_field: str, label_field: str) -> dict:
-    """caption, label and uid, each None when the sample lacks it."""
+    """caption, label and uid, each None when the sample lacks it. A txt member wins over the json's
+    caption field and a cls member over its label field; a txt that is not UTF-8 is decoded with
+    replacement characters (the caption stays usable)."""
     meta = json_of(members)
-    caption = members["txt"].decode("utf-8", "replace") if "txt" in members else meta.get(caption_field)
-    label = _int_or_none(members["cls"].decode().strip()) if "cls" in members else _int_or_none(meta.get(label_field))
+    caption = members["txt"].decode("utf-8", "replace") if "txt" in members else _json_caption(meta, caption_field)
+    label = _cls_label(members["cls"]) if "cls" in members else _json_label(meta, label_field)
     uid = meta.get("uid")
-    return {"caption": caption, "label": label, "uid": None if uid is None else str(uid)}
+    return {"caption": caption, "label": label, "uid": None if uid is None else _storable(str(uid))}
 
 
-def _int_or_none(value) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
+def _json_caption(meta: dict, field: str) -> str | None:
+    value = meta.get(field)
+    if value is None:
         return None
+    if not isinstance(value, str):
+        raise UnusableSample(reason("bad caption", f"json field {field!r} is {_kind(value)}, not a string"))
+    if _storable(value) != value:
+        raise UnusableSample(reason("bad caption", f"json field {field!r} holds a lone surrogate (\\u escape)"))
+    return value
+
+
+def _cls_label(data: bytes) -> int:
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UnusableSample(reason("bad label", f"the cls member is not UTF-8: {_short(repr(data))}")) from None
+    if not _INTEGER.fullmatch(text):
+        raise UnusableSample(reason("bad label", f"the cls member {_short(repr(text))} is not an integer"))
+    return _int64(text, "the cls member")
+
+
+def _json_label(meta: dict, field: str) -> int | None:
+    value = meta.get(field)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return _int64(value.strip(), f"json field {field!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UnusableSample(reason("bad label", f"json field {field!r} is {_kind(value)}, not an integer"))
+    return _int64(str(value), f"json field {field!r}")
+
+
+def _int64(digits: str, where: str) -> int:
+    # the length test first: int() refuses strings of thousands of digits
+    if len(digits.lstrip("+-").lstrip("0")) > 19 or not INT64[0] <= int(digits) <= INT64[1]:
+        raise UnusableSample(reason("bad label", f"{where} {_short(digits)} is beyond int64"))
+    return int(digits)
+
+
+def _kind(value) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _first_line(exc: Exception) -> str:
+    return _short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 120)
+
+
+def _storable(text: str) -> str:
+    """`text` with lone surrogates (from json \\u escapes) written as \\uXXXX: Arrow refuses them."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -24,14 +24,23 @@ class ClipModel:
 
 
 def pick_device(requested: str = "auto") -> str:
-    import torch
+    """auto | cpu | cuda | cuda:N (anything else is refused); cuda without a GPU falls back to the CPU."""
+    from datapruner.validate import check_device
 
+    check_device(requested)
     if requested == "cpu":
         return "cpu"
+    import torch
+
     if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        log.warning("CUDA was asked for but no GPU is available: falling back to the CPU")
+        if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+            from datapruner.errors import DataprunerError
+
+            raise DataprunerError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s); "
+                                  f"choose auto, cpu, cuda or cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        return "cuda" if requested == "auto" else requested
+    if requested != "auto":
+        log.warning("%s was asked for but no GPU is available: falling back to the CPU", requested)
     else:
         log.info("no GPU found: embedding on the CPU")
     return "cpu"

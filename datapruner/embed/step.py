@@ -63,7 +63,8 @@ def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
     run_dir, cfg = ctx.run, ctx.cfg
     ids = run_dir.part_ids()
     tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
-    decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field)
+    decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field,
+                      cfg.max_image_pixels, cfg.allow_unsafe_names)
     workers = min(cfg.num_workers, len(tasks))
     loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, cfg.batch_size), batch_size=None,
                                          num_workers=workers, prefetch_factor=2 if workers else None)

@@ -8,9 +8,11 @@ from typing import Callable, Iterator
 import torch
 import torch.utils.data
 
+from datapruner.config import Config
 from datapruner.embed.decode import UnusableSample, decode_image, image_bytes, text_fields
 from datapruner.io.shards import open_shard
-from datapruner.io.tar_samples import iter_samples
+from datapruner.io.tar_samples import SHARD_KEY, iter_samples
+from datapruner.reasons import reason
 
 
 @dataclass(frozen=True)
@@ -27,20 +29,26 @@ class Decoder:
     image_size: int | None = None  # the model's input size: big JPEGs are decoded at a reduced scale ≥ this
     caption_field: str = "caption"
     label_field: str = "label"
+    max_pixels: int = Config.max_image_pixels  # larger images are refused from their header
+    allow_unsafe_names: bool = False  # keep samples whose member names would escape an extraction dir
 
 
 def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterator[dict]:
-    """Batches of one shard, in sample order; the last one has last=True (and may be empty)."""
+    """Batches of one shard, in sample order; the last one has last=True (and may be empty).
+
+    Every sample read becomes a row or an error; a shard that cannot be opened becomes one error row.
+    """
     batch = _empty_batch(task)
     try:
         with open_shard(task.url) as stream:
-            for sample in iter_samples(stream):
+            for sample in iter_samples(stream, decoder.allow_unsafe_names):
                 _add_sample(batch, sample, decoder)
                 if len(batch["rows"]) == batch_size:
                     yield batch
                     batch = _empty_batch(task)
-    except OSError as exc:  # the shard itself could not be opened
-        batch["errors"].append({"key": "__shard__", "stage": "read", "reason": f"cannot open shard: {exc}"})
+    except OSError as exc:  # read failures inside the tar are the samples' errors (iter_samples)
+        detail = f"{type(exc).__name__}: {exc}"
+        batch["errors"].append({"key": SHARD_KEY, "stage": "read", "reason": reason("cannot open shard", detail)})
     batch["last"] = True
     yield batch
 
@@ -54,14 +62,24 @@ def _add_sample(batch: dict, sample, decoder: Decoder) -> None:
         batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
         return
     try:
-        image = decoder.preprocess(decode_image(image_bytes(sample.members), decoder.image_size))
+        image = _model_input(decode_image(image_bytes(sample.members), decoder.image_size,
+                                          max_pixels=decoder.max_pixels), decoder)
+        fields = text_fields(sample.members, decoder.caption_field, decoder.label_field)
     except UnusableSample as exc:
         batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
         return
     row = {"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length}
-    row.update(text_fields(sample.members, decoder.caption_field, decoder.label_field))
+    row.update(fields)
     batch["images"].append(image)
     batch["rows"].append(row)
+
+
+def _model_input(image, decoder: Decoder):
+    try:
+        return decoder.preprocess(image)
+    # a decoded image the transforms cannot take (odd size, say) must not kill the DataLoader worker
+    except Exception as exc:
+        raise UnusableSample(reason("undecodable image", f"preprocessing failed: {type(exc).__name__}: {exc}")) from None
 
 
 class ShardStream(torch.utils.data.IterableDataset):

@@ -33,6 +33,6 @@ def check_shards(run: RunDir, shards: list[str]) -> None:
             )
 
 
-def start_run(run: RunDir, src: str, shards: list[str], cfg: Config) -> None:
-    """Record the run's inputs, config and package versions."""
-    run.update_run_json(source=src, shards=shards, config=cfg.to_dict(), versions=package_versions())
+def start_run(run: RunDir, src: str, shards: list[str], skipped: list[str], cfg: Config) -> None:
+    """Record the run's inputs (and the files of SRC that are not shards), config and package versions."""
+    run.update_run_json(source=src, shards=shards, skipped=skipped, config=cfg.to_dict(), versions=package_versions())

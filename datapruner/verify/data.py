@@ -117,9 +117,10 @@ def shard_images(shards: list[str], size: int, channels: int, wanted: set | None
                     continue
                 try:
                     image = image_array(image_bytes(sample.members), size, channels)
+                    label = text_fields(sample.members, "caption", "label")["label"]
                 except UnusableSample:
                     continue
-                out[(shard, sample.key)] = (image, text_fields(sample.members, "caption", "label")["label"])
+                out[(shard, sample.key)] = (image, label)
     return out
 
 

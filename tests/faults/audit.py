@@ -70,9 +70,7 @@ def audit_case(name: str, exp: Expected, manifest: dict, errors: dict, outputs: 
     row = Row(name, samples=len(exp.valid) + len(exp.invalid) + len(exp.unsure))
     for (shard, key), members in exp.valid.items():
         kept = [r for r in manifest.get((shard, key), []) if r["kept"]]
-        want = {ext.lower(): data for ext, data in members.items()}
-        if kept and want in outputs.get(key, []):
-            outputs[key].remove(want)
+        if kept and take_output(outputs, key, members):
             row.accounted += 1
         else:
             row.problems.append(f"{key}: valid but {'not byte-identical in' if kept else 'not kept into'} the output")
@@ -82,8 +80,11 @@ def audit_case(name: str, exp: Expected, manifest: dict, errors: dict, outputs: 
             row.accounted += 1
         else:
             row.problems.append(f"{key!r}: expected '{category}', errors/ has {reasons}")
-    for shard, key in exp.unsure:
-        if errors.get((shard, key)) or manifest.get((shard, key)):
+    for (shard, key), members in exp.unsure.items():
+        kept = [r for r in manifest.get((shard, key), []) if r["kept"]]
+        if kept and not take_output(outputs, key, members):
+            row.problems.append(f"{key}: kept but not byte-identical in the output")
+        elif kept or errors.get((shard, key)):
             row.accounted += 1
         else:
             row.problems.append(f"{key}: in neither the manifest nor errors/")
@@ -95,6 +96,15 @@ def audit_case(name: str, exp: Expected, manifest: dict, errors: dict, outputs: 
     if missing:
         row.problems.append(f"skipped without a count: {sorted(missing)}")
     return row
+
+
+def take_output(outputs: dict, key: str, members: dict[str, bytes]) -> bool:
+    """Find (and use up) an output sample of `key` with exactly these members."""
+    want = {ext.lower(): data for ext, data in members.items()}
+    if want in outputs.get(key, []):
+        outputs[key].remove(want)
+        return True
+    return False
 
 
 def run_cases(root: Path, cfg=None, cases=CASES) -> list[Row]:

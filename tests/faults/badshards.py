@@ -27,7 +27,8 @@ from shardmaker import image_bytes
 class Expected:
     valid: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)  # (shard file, key) -> members
     invalid: dict[tuple[str, str], str] = field(default_factory=dict)  # (shard file, key) -> category
-    unsure: set[tuple[str, str]] = field(default_factory=set)  # accounted either way (just before a cut)
+    unsure: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)  # just before a cut: valid
+    # (then byte-identical) or invalid, either way accounted
     shard_errors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # shard file -> categories, one a row has
     skipped: set[str] = field(default_factory=set)  # files in SRC that are not shards
 
@@ -195,12 +196,12 @@ def truncated(cut_at: Callable[[list[tarfile.TarInfo]], int], last: str):
         samples = plain(prefix, 3)
         data = tar_bytes(samples)
         shard = write(src, prefix + ".tar", data[:cut_at(member_offsets(data))])
-        expected = Expected(valid={(shard, samples[0][0]): samples[0][1]}, unsure={(shard, samples[1][0])},
+        expected = Expected(valid={(shard, samples[0][0]): samples[0][1]}, unsure={(shard, samples[1][0]): samples[1][1]},
                             shard_errors={shard: ("truncated shard",)})
         if last == "invalid":
             expected.invalid[(shard, samples[2][0])] = "truncated shard"
         elif last == "unsure":
-            expected.unsure.add((shard, samples[2][0]))
+            expected.unsure[(shard, samples[2][0])] = samples[2][1]
         return expected
     return build
 
@@ -230,7 +231,7 @@ def whole_shard_fault(data: bytes, *categories: str):
 def garbage_after_samples(src: Path, prefix: str) -> Expected:
     samples = plain(prefix, 2)
     shard = write(src, prefix + ".tar", tar_bytes(samples, end=False) + b"\x07" * 700)
-    return Expected(valid={(shard, samples[0][0]): samples[0][1]}, unsure={(shard, samples[1][0])},
+    return Expected(valid={(shard, samples[0][0]): samples[0][1]}, unsure={(shard, samples[1][0]): samples[1][1]},
                     shard_errors={shard: ("corrupt shard", "truncated shard")})
 
 

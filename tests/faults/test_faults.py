@@ -35,3 +35,24 @@ def test_every_sample_is_accounted_for(audited, case):
 def test_no_unexpected_output_and_nothing_written_outside_run(audited):
     problems = [p for name, r in audited.items() if name.startswith("(") for p in r.problems]
     assert not problems, problems
+
+
+def test_two_fresh_runs_on_corrupt_images_write_identical_manifests_and_errors(tmp_path):
+    from badshards import build_source
+
+    from datapruner import api
+    from datapruner.config import Config
+
+    corrupt = [c for c in CASES if c.name in ("corrupt-jpeg", "not-an-image", "empty-image", "too-many-pixels")]
+    build_source(tmp_path / "src", corrupt)
+    cfg = Config(model="datapruner-tiny", pretrained="none", batch_size=8, num_workers=0, device="cpu", clusters=2)
+    for run in ("a", "b"):
+        api.prune(str(tmp_path / "src"), tmp_path / run, 1.0, cfg, progress=False)
+
+    def files(run: str) -> dict:
+        root = tmp_path / run
+        return {p.relative_to(root): p.read_bytes() for sub in ("manifest", "errors") for p in (root / sub).rglob("*")
+                if p.is_file()}
+
+    assert files("a") == files("b")
+    assert len(files("a")) >= 3

@@ -139,7 +139,7 @@ def test_precomputed_embeddings_skip_embedding_and_give_the_same_manifest(scored
 def test_keep_zero_and_one(run_copy):
     assert api.select(run_copy, 0.0, Config())["select"]["counts"]["kept"] == 0
     assert api.select(run_copy, 1.0, Config())["select"]["counts"]["kept"] == 60
-    with pytest.raises(ValueError, match="fraction"):
+    with pytest.raises(ValueError, match=r"--keep 1.5: must be a number in \[0, 1\]"):
         api.select(run_copy, 1.5, Config())
 
 
