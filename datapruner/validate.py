@@ -2,10 +2,9 @@
 
 `check_config(cfg, command)` raises DataprunerError with one line naming the option, the value and
 what it accepts ("--keep 1.5: must be a number in [0, 1]"). Names come from the registries
-(plugins.py), the orders from select/policy.py, the filter modes through filters.one_mode. The model
-and its pretrained weights are checked without importing torch or open_clip: the model names are
-the stems of open_clip's and datapruner's model_configs/*.json, the tags are read from the source of
-open_clip/pretrained.py.
+(plugins.py), the orders from select/policy.py; filters and metrics check their own option values
+(filters.one_mode, Metric.check_options). The model
+and its pretrained weights are checked without importing torch or open_clip (embed/catalog.py).
 
 A command checks only what its steps use: a RUN-only command layers the run's recorded config, and
 `write` must not fail on, say, a metric plug-in that is no longer installed.
@@ -13,15 +12,10 @@ A command checks only what its steps use: a RUN-only command layers the run's re
 
 from __future__ import annotations
 
-import ast
 import difflib
-import importlib.util
-import json
 import math
 import os
 import re
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
 from datapruner.config import Config
@@ -36,21 +30,6 @@ SEED_MAX = 2**31 - 1  # faiss takes a C int; numpy refuses negative seeds
 # Config fields with a flag of their own (named --flag in messages); the others are config-file keys.
 FLAGS = {"keep", "metric", "order", "budget", "clusters", "model", "pretrained", "batch_size", "num_workers",
          "embeddings", "allow_pipe", "seed", "shard_size", "device", "runner", "ray_address", "re_embed"}
-# The built-in filters' modes (the keys, checked by filters.one_mode) and the range of each value.
-FILTER_RANGES = {
-    "semdedup": {"eps": (0.0, 1.0), "fraction": (0.0, 1.0)},
-    "clip_score": {"threshold": (-1.0, 1.0), "fraction": (0.0, 1.0)},
-    "el2n": {"offset": (0.0, 1.0)},
-}
-# The built-in metrics' option values: choices, or (kind, low, high) with kind int, float or float>
-# (a number above `low`).
-METRIC_OPTION_RULES = {
-    "dbp": {"neighbours": ("int", 1, None), "tau": ("float>", 0, None), "beta": ("float", 0, 1)},
-    "el2n": {"models": ("int", 1, None), "epochs": ("int", 1, None), "hidden": ("int", 0, None),
-             "lr": ("float>", 0, None), "batch_size": ("int", 1, None), "chunk_rows": ("int", 1, None),
-             "labels": ("auto", "data", "cluster")},
-    "semdedup": {"order": ("hard", "easy"), "max_rows": ("int", 1, None), "block": ("int", 1, None)},
-}
 
 
 def check_config(cfg: Config, command: str, src: str | None = None) -> None:
@@ -187,7 +166,7 @@ def check_policy(cfg: Config) -> None:
 
 def check_filter(spec: Any) -> None:
     from datapruner.plugins import FILTERS
-    from datapruner.select.filters import one_mode
+    from datapruner.select.filters import MODES, one_mode
 
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise DataprunerError(f"--filter {spec}: expected NAME:KEY=VALUE[,...], e.g. semdedup:eps=0.05")
@@ -195,20 +174,8 @@ def check_filter(spec: Any) -> None:
     text = spec_text("--filter", name, options)
     if name not in FILTERS.names():
         raise DataprunerError(f"{text}: unknown filter; choose one of {', '.join(FILTERS.names())}")
-    ranges = FILTER_RANGES.get(name)
-    if ranges is None:
-        _plugin_check(FILTERS.get(name), options, text)
-        return
-    for key, value in options.items():
-        if key in ranges and as_float(value) is None:
-            raise DataprunerError(f"{text}: {key} must be a number in {interval(*ranges[key])}")
-    try:
-        mode, value = one_mode(name, options, tuple(ranges))
-    except DataprunerError as exc:
-        raise DataprunerError(f"{text}: {exc}") from None
-    low, high = ranges[mode]
-    if not low <= value <= high:
-        raise DataprunerError(f"{text}: {mode} must be a number in {interval(low, high)}")
+    check = (lambda o: one_mode(name, o)) if name in MODES else getattr(FILTERS.get(name), "check_options", None)
+    _checked_by(check, options, text)
 
 
 def check_metric_options(cfg: Config) -> None:
@@ -223,47 +190,25 @@ def check_metric_options(cfg: Config) -> None:
         if not isinstance(options, dict):
             raise DataprunerError(f"--metric-option {name}: expected {name}:KEY=VALUE[,...]")
         metric = METRICS.get(name)()
-        try:
-            metric.options(cfg)  # unknown option names
-        except DataprunerError as exc:
-            raise DataprunerError(f"{text}: {exc}") from None
-        rules = METRIC_OPTION_RULES.get(name)
-        if rules is None:
-            _plugin_check(metric, options, text)
-            continue
-        for key, value in options.items():
-            _option_value(text, key, value, rules.get(key))
+        _checked_by(metric.options, cfg, text)  # unknown option names
+        _checked_by(getattr(metric, "check_options", None), options, text)
 
 
-def _option_value(text: str, key: str, value: Any, rule: tuple | None) -> None:
-    if rule is None:
+def _checked_by(check: Callable | None, value: Any, text: str) -> None:
+    """`check(value)`, its complaint prefixed with the option as the user wrote it (plug-ins may have none)."""
+    if not callable(check):
         return
-    if rule[0] not in ("int", "float", "float>"):
-        if value not in rule:
-            raise DataprunerError(f"{text}: {key} must be one of {', '.join(rule)}")
-        return
-    kind, low, high = rule
-    x = as_float(value)
-    ok = x is not None and in_range(x, low, high) and (kind != "int" or x.is_integer()) \
-        and (kind != "float>" or x > low)
-    if not ok:
-        what = "an integer" if kind == "int" else "a number"
-        raise DataprunerError(f"{text}: {key} must be {what} {bounds(low, high, open_low=kind == 'float>')}")
-
-
-def _plugin_check(obj: Any, options: dict, text: str) -> None:
-    """A plug-in that exposes `check_options(options)` checks its own values."""
-    check = getattr(obj, "check_options", None)
-    if callable(check):
-        try:
-            check(options)
-        except (DataprunerError, ValueError, TypeError) as exc:
-            raise DataprunerError(f"{text}: {exc}") from None
+    try:
+        check(value)
+    except (DataprunerError, ValueError, TypeError) as exc:
+        raise DataprunerError(f"{text}: {exc}") from None
 
 
 # model and pretrained weights (without importing torch or open_clip) ------------------------------------
 
 def check_model(cfg: Config) -> None:
+    from datapruner.embed.catalog import model_names
+
     names = model_names()
     if not isinstance(cfg.model, str) or (names and cfg.model not in names):
         close = difflib.get_close_matches(str(cfg.model), sorted(names), n=5, cutoff=0.6)
@@ -280,6 +225,8 @@ def check_pretrained(model: str, pretrained: Any) -> None:
         raise DataprunerError(f"--pretrained {pretrained}: must be a tag, a checkpoint file or none")
     if pretrained.startswith("hf-hub:"):
         return
+    from datapruner.embed.catalog import pretrained_tags
+
     tags = pretrained_tags()
     known = None if tags is None else tags.get(model, set())
     if known is not None and pretrained.lower().replace("-", "_") in known:
@@ -295,94 +242,6 @@ def check_pretrained(model: str, pretrained: Any) -> None:
                               "or a checkpoint file")
     raise DataprunerError(f"--pretrained {pretrained}: not a pretrained tag of {model}; choose one of "
                           f"{', '.join(sorted(known))}, none (random init) or a checkpoint file")
-
-
-@lru_cache(maxsize=1)
-def model_names() -> frozenset[str]:
-    """open_clip.list_models() plus datapruner's configs, read from the json files; empty if unknown."""
-    folders = [Path(__file__).resolve().parent / "model_configs"]
-    package = _open_clip_dir()
-    if package is None:
-        return frozenset()
-    folders.append(package / "model_configs")
-    names = set()
-    for folder in folders:
-        for path in folder.glob("*.json"):
-            try:
-                config = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(config, dict) and all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg")):
-                names.add(path.stem)
-    return frozenset(names)
-
-
-@lru_cache(maxsize=1)
-def pretrained_tags() -> dict[str, set[str]] | None:
-    """{model: its pretrained tags} parsed from open_clip/pretrained.py; None when it cannot be read."""
-    package = _open_clip_dir()
-    try:
-        return parse_pretrained_tags((package / "pretrained.py").read_text()) if package else None
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
-def parse_pretrained_tags(source: str) -> dict[str, set[str]] | None:
-    """The `_PRETRAINED` table of open_clip's pretrained.py: module-level `NAME = dict(tag=_pcfg(...), ...)`
-    tables and a `_PRETRAINED = {"model": NAME | dict(...)}` literal; `-quickgelu` variants for the tags
-    whose config says quick_gelu=True, as open_clip adds them."""
-    tables: dict[str, dict[str, bool]] = {}
-    models: dict[str, dict[str, bool]] | None = None
-    for node in ast.parse(source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            continue
-        name = node.targets[0].id
-        if name == "_PRETRAINED" and isinstance(node.value, ast.Dict):
-            models = {}
-            for key, value in zip(node.value.keys, node.value.values):
-                table = tables.get(value.id) if isinstance(value, ast.Name) else _tag_table(value)
-                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)) or table is None:
-                    return None
-                models[key.value] = table
-        else:
-            table = _tag_table(node.value)
-            if table is not None:
-                tables[name] = table
-    if not models:
-        return None
-    tags = {model: set(table) for model, table in models.items()}
-    for model, table in models.items():
-        quick = {tag for tag, quick_gelu in table.items() if quick_gelu}
-        if quick:
-            tags.setdefault(f"{model}-quickgelu", set()).update(quick)
-    return tags
-
-
-def _tag_table(node: ast.AST) -> dict[str, bool] | None:
-    """`dict(tag=cfg, ...)` or `{"tag": cfg}` → {tag: quick_gelu}; None for anything else."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        if any(kw.arg is None for kw in node.keywords):
-            return None
-        return {kw.arg: _quick_gelu(kw.value) for kw in node.keywords}
-    if isinstance(node, ast.Dict) and node.keys and all(isinstance(k, ast.Constant) and isinstance(k.value, str)
-                                                         for k in node.keys):
-        return {k.value: _quick_gelu(v) for k, v in zip(node.keys, node.values)}
-    return None
-
-
-def _quick_gelu(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and any(kw.arg == "quick_gelu" and isinstance(kw.value, ast.Constant)
-                                              and kw.value.value is True for kw in node.keywords)
-
-
-def _open_clip_dir() -> Path | None:
-    try:
-        spec = importlib.util.find_spec("open_clip")  # finds the package without importing it
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 # one-value checks ----------------------------------------------------------------------------------------
@@ -433,15 +292,6 @@ def bounds(low: float | None, high: float | None, open_low: bool = False) -> str
 
 def interval(low: float, high: float) -> str:
     return f"[{low:g}, {high:g}]" if isinstance(low, float) or isinstance(high, float) else f"[{low}, {high}]"
-
-
-def as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def spec_text(flag: str, name: str, options: dict) -> str:

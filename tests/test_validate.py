@@ -22,7 +22,8 @@ from shardmaker import write_shards
 from datapruner import api, cli
 from datapruner.config import Config
 from datapruner.errors import DataprunerError
-from datapruner.validate import check_config, parse_pretrained_tags, pretrained_tags
+from datapruner.embed.catalog import parse_pretrained_tags, pretrained_tags
+from datapruner.validate import check_config
 
 CLI = [sys.executable, "-m", "datapruner.cli"]
 GOOD = ["--model", "datapruner-tiny", "--pretrained", "none", "--num-workers", "0", "--quiet"]

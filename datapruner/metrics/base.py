@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Metric:
 
     name: str = ""
     defaults: dict = {}
+    rules: dict = {}  # option -> its choices, or ("int" | "float" | "float>", low, high); None: unbounded
     fitted: bool = False
     fit_options: tuple[str, ...] | None = None  # the options the fitted state depends on (None: all)
 
@@ -48,6 +50,13 @@ class Metric:
             raise DataprunerError(f"unknown option(s) for metric {self.name}: {', '.join(sorted(unknown))}; "
                                   f"known: {known}")
         return {**self.defaults, **given}
+
+    def check_options(self, options: dict) -> None:
+        """Refuse option values outside `rules` (validate.py calls this before a run starts)."""
+        for key, value in options.items():
+            rule = self.rules.get(key)
+            if rule is not None and not _obeys(value, rule):
+                raise DataprunerError(f"{key} must be {_describe(rule)}, got {value}")
 
     def token_options(self, cfg: Config) -> dict:
         options = self.options(cfg)
@@ -68,3 +77,28 @@ class FittedMetric(Metric):
 
     def fit(self, run: RunDir, cfg: Config, options: dict) -> dict | None:
         raise NotImplementedError
+
+
+NUMERIC = ("int", "float", "float>")  # float>: strictly above low
+
+
+def _obeys(value, rule: tuple) -> bool:
+    if rule[0] not in NUMERIC:
+        return value in rule
+    kind, low, high = rule
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return False
+    if kind == "int" and not float(value).is_integer():
+        return False
+    above = value > low if kind == "float>" else value >= low
+    return (low is None or above) and (high is None or value <= high)
+
+
+def _describe(rule: tuple) -> str:
+    if rule[0] not in NUMERIC:
+        return "one of " + ", ".join(rule)
+    kind, low, high = rule
+    what = "an integer" if kind == "int" else "a number"
+    if high is not None:
+        return f"{what} in [{low}, {high}]"
+    return f"{what} {'>' if kind == 'float>' else '>='} {low}"

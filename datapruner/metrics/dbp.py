@@ -45,6 +45,7 @@ def inter_cluster_distance(centroids: np.ndarray, neighbours: int) -> np.ndarray
 class DBP(FittedMetric):
     name = "dbp"
     defaults = DEFAULTS
+    rules = {"neighbours": ("int", 1, None), "tau": ("float>", 0, None), "beta": ("float", 0, 1)}
     fit_options = ("neighbours",)
 
     def fit(self, run: RunDir, cfg, options: dict) -> dict:

@@ -125,6 +125,9 @@ def el2n_scores(params: dict, x: np.ndarray, labels: np.ndarray, chunk: int = 65
 class EL2N(FittedMetric):
     name = "el2n"
     defaults = DEFAULTS
+    rules = {"models": ("int", 1, None), "epochs": ("int", 1, None), "hidden": ("int", 0, None),
+             "lr": ("float>", 0, None), "batch_size": ("int", 1, None), "chunk_rows": ("int", 1, None),
+             "labels": ("auto", "data", "cluster")}
 
     def fit(self, run: RunDir, cfg, options: dict) -> dict:
         import torch

@@ -77,6 +77,7 @@ def scores_path(run: RunDir, part: str):
 class SemDeDup(FittedMetric):
     name = "semdedup"
     defaults = DEFAULTS
+    rules = {"order": ("hard", "easy"), "max_rows": ("int", 1, None), "block": ("int", 1, None)}
     fit_options = ("order",)
 
     def fit(self, run: RunDir, cfg, options: dict) -> dict:

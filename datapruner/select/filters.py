@@ -23,15 +23,34 @@ from datapruner.select.policy import tiebreak_position
 log = logging.getLogger(__name__)
 
 
-def one_mode(name: str, options: dict, modes: tuple[str, ...]) -> tuple[str, float]:
+# each built-in filter takes exactly one of its modes, a number in the mode's range
+MODES = {
+    "semdedup": {"eps": (0.0, 1.0), "fraction": (0.0, 1.0)},
+    "clip_score": {"threshold": (-1.0, 1.0), "fraction": (0.0, 1.0)},
+    "el2n": {"offset": (0.0, 1.0)},
+}
+
+
+def one_mode(name: str, options: dict) -> tuple[str, float]:
+    """The (mode, value) a built-in filter's options give; validate.py calls it before a run starts."""
+    modes = MODES[name]
     given = [m for m in modes if m in options]
-    unknown = set(options) - set(modes)
-    if unknown or len(given) != 1:
-        raise DataprunerError(f"filter {name} takes exactly one of {', '.join(modes)}; got {options or 'none'}")
-    value = float(options[given[0]])
-    if given[0] in ("fraction", "offset") and not 0.0 <= value <= 1.0:
-        raise DataprunerError(f"filter {name}: {given[0]} must be in [0, 1], got {value}")
-    return given[0], value
+    if set(options) - set(modes) or len(given) != 1:
+        raise DataprunerError(f"filter {name} takes exactly one of {', '.join(modes)}; got "
+                              f"{', '.join(f'{k}={v}' for k, v in options.items()) or 'none'}")
+    mode, raw = given[0], options[given[0]]
+    low, high = modes[mode]
+    value = None if isinstance(raw, bool) else _number(raw)
+    if value is None or not low <= value <= high:
+        raise DataprunerError(f"filter {name}: {mode} must be a number in [{low:g}, {high:g}], got {raw}")
+    return mode, value
+
+
+def _number(raw) -> float | None:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def score_column(table: pa.Table, metric: str) -> np.ndarray:
@@ -52,7 +71,7 @@ def highest_alive(table: pa.Table, alive: np.ndarray, values: np.ndarray, fracti
 
 
 def semdedup_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
-    mode, value = one_mode("semdedup", options, ("eps", "fraction"))
+    mode, value = one_mode("semdedup", options)
     dup = score_column(table, "semdedup")
     if mode == "eps":
         return alive & (dup > 1.0 - value)
@@ -64,7 +83,7 @@ def semdedup_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Conf
 
 
 def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
-    mode, value = one_mode("clip_score", options, ("threshold", "fraction"))
+    mode, value = one_mode("clip_score", options)
     score = score_column(table, "clip_score")
     if mode == "threshold":
         return alive & (score < value)
@@ -72,7 +91,7 @@ def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Co
 
 
 def el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
-    _, value = one_mode("el2n", options, ("offset",))
+    _, value = one_mode("el2n", options)
     return highest_alive(table, alive, score_column(table, "el2n"), value)
 
 

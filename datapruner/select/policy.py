@@ -6,7 +6,6 @@ Every row leaves with `kept` and a `reason`.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
