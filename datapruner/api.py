@@ -101,8 +101,9 @@ def step(name: str, run: str | Path, cfg: Config = Config(), src: str | None = N
 def _record_counts(rd: RunDir) -> dict:
     from datapruner.embed.outputs import count_parts
 
-    counts = count_parts(rd)
-    rd.update_run_json(counts={**rd.read_run_json().get("counts", {}), **counts})
+    recorded = rd.read_run_json()
+    counts = {**count_parts(rd), "skipped_files": len(recorded.get("skipped", []))}
+    rd.update_run_json(counts={**recorded.get("counts", {}), **counts})
     return counts
 
 

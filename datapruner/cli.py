@@ -182,6 +182,10 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     counts = json.loads(rd.summary_json.read_text())["counts"]
     typer.echo(f"\nkept {counts['kept']} of {counts['valid']} valid samples → {rd.shards_dir} "
                f"({summary['write']['parts']} shards); manifest: {rd.keep_parquet}; report: {rd.report_html}")
+    skipped = summary["counts"].get("skipped_files", 0)
+    if counts["invalid"] or skipped:
+        typer.echo(f"{counts['invalid']} invalid samples (reasons in {rd.errors_dir} and the manifest); "
+                   f"{skipped} files in SRC that are not shards were skipped (listed in {rd.run_json})")
 
 
 @app.command()

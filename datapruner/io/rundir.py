@@ -78,8 +78,12 @@ class RunDir:
     def metadata(self, part: str, root: Path | None = None) -> Path:
         return (root or self.embeddings_root) / f"metadata/metadata_{part}.parquet"
 
+    @property
+    def errors_dir(self) -> Path:
+        return self.root / "errors"
+
     def errors(self, part: str) -> Path:
-        return self.root / f"errors/part-{part}.parquet"
+        return self.errors_dir / f"part-{part}.parquet"
 
     # cluster, assign, metrics, scores -----------------------------------------------------------------
     @property

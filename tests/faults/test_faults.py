@@ -15,8 +15,13 @@ from badshards import CASES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory) -> dict:
-    rows = run_cases(tmp_path_factory.mktemp("faults"))
+def faults_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def audited(faults_root) -> dict:
+    rows = run_cases(faults_root)
     print("\n" + table(rows))
     return {r.case: r for r in rows}
 
@@ -35,6 +40,16 @@ def test_every_sample_is_accounted_for(audited, case):
 def test_no_unexpected_output_and_nothing_written_outside_run(audited):
     problems = [p for name, r in audited.items() if name.startswith("(") for p in r.problems]
     assert not problems, problems
+
+
+def test_the_summary_counts_reasons_by_category_only(audited, faults_root):
+    import json
+
+    reasons = json.loads((faults_root / "run/manifest/summary.json").read_text())["reasons"]
+    invalid = {r for r in reasons if r.startswith("invalid at ")}
+    assert "invalid at read: truncated shard" in invalid and "invalid at decode: bad label" in invalid
+    assert all(r.count(": ") == 1 for r in invalid), invalid  # "invalid at STAGE: CATEGORY", no detail
+    assert len(invalid) <= 12
 
 
 def test_two_fresh_runs_on_corrupt_images_write_identical_manifests_and_errors(tmp_path):
