@@ -12,8 +12,8 @@ from datapruner.config import Config
 from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
 
-# bump when decoding or preprocessing changes what the same image embeds to
-PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess"
+# bump when decoding or preprocessing changes what the same image embeds to, or which samples are valid
+PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names"
 
 
 def weights_id(pretrained: str) -> str:
@@ -33,7 +33,8 @@ def embed_inputs(cfg: Config) -> dict:
     random_init = cfg.pretrained in (None, "", "none")
     return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
             "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
-            "caption_field": cfg.caption_field, "label_field": cfg.label_field, "embeddings": None}
+            "caption_field": cfg.caption_field, "label_field": cfg.label_field, "max_image_pixels": cfg.max_image_pixels,
+            "allow_unsafe_names": cfg.allow_unsafe_names, "embeddings": None}
 
 
 def check(run: RunDir, cfg: Config) -> None:

@@ -20,12 +20,12 @@ END_OF_ARCHIVE = b"\0" * 1024
 PLAN_LAYOUT = "row group per output shard, cut at repeated keys"  # in the plan's token: older plans are redone
 
 
-def write_plan(run: RunDir, allow_pipe: bool = False) -> pa.Table:
+def write_plan(run: RunDir, allow_pipe: bool = False, allow_unsafe_names: bool = False) -> pa.Table:
     """Kept rows in source order (shard index, then offset), with byte ranges filled in."""
     manifest = pq.read_table(run.keep_parquet, columns=["shard", "key", "kept", "offset", "length"])
     refuse_pipe_shards(run, manifest.column("shard").unique().to_pylist(), str(run.keep_parquet), allow_pipe)
     kept = manifest.filter(manifest.column("kept")).drop_columns(["kept"])
-    kept = _fill_missing_ranges(kept)
+    kept = _fill_missing_ranges(kept, allow_unsafe_names)
     order = {url: i for i, url in enumerate(run.shards())}
     shard_index = pa.array([order[s] for s in kept.column("shard").to_pylist()], pa.int64())
     return kept.append_column("shard_index", shard_index).sort_by([("shard_index", "ascending"), ("offset", "ascending")])
@@ -50,7 +50,7 @@ def output_shards(keys: list[str], shard_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _fill_missing_ranges(kept: pa.Table) -> pa.Table:
+def _fill_missing_ranges(kept: pa.Table, allow_unsafe_names: bool) -> pa.Table:
     """Precomputed embeddings carry no byte ranges: find them by one scan of each source shard."""
     missing = pc.is_null(kept.column("offset"))
     if not pc.any(missing).as_py():
@@ -59,7 +59,8 @@ def _fill_missing_ranges(kept: pa.Table) -> pa.Table:
     shards, keys = kept.column("shard").to_pylist(), kept.column("key").to_pylist()
     for shard in sorted({s for s, m in zip(shards, missing.to_pylist()) if m}):
         with open_shard(shard) as stream:
-            ranges = {s.key: (s.offset, s.length) for s in iter_samples(stream) if s.error is None}
+            ranges = {s.key: (s.offset, s.length) for s in iter_samples(stream, allow_unsafe_names)
+                      if s.error is None}
         for i, (s, key) in enumerate(zip(shards, keys)):
             if s == shard and offsets[i] is None:
                 if key not in ranges:
@@ -83,7 +84,7 @@ def plan_outputs(run: RunDir, part: str) -> list:
 
 def plan(ctx, part: str) -> dict:
     """The kept rows in source order, one parquet row group per output shard (a write task reads only its own)."""
-    table = write_plan(ctx.run, ctx.cfg.allow_pipe)
+    table = write_plan(ctx.run, ctx.cfg.allow_pipe, ctx.cfg.allow_unsafe_names)
     bounds = output_shards(table.column("key").to_pylist(), ctx.cfg.shard_size)
     with atomic_path(ctx.run.write_plan) as tmp, pq.ParquetWriter(tmp, table.schema) as writer:
         for lo, hi in bounds:
