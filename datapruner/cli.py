@@ -29,7 +29,12 @@ WorkersOpt = typer.Option(None, "--num-workers", help="Decode worker processes."
 PipeOpt = typer.Option(None, "--allow-pipe/--no-allow-pipe", help="Allow pipe: sources (runs shell commands).")
 ReEmbedOpt = typer.Option(False, "--re-embed", help="Replace RUN's embeddings when the model or another embed input "
                           "changed (otherwise such a rerun is refused).")
-EmbeddingsOpt = typer.Option(None, "--embeddings", help="Precomputed embeddings dir (embedding-reader layout): skip embedding.")
+EmbeddingsOpt = typer.Option(None, "--embeddings", help="Precomputed embeddings dir (clip-retrieval / embedding-reader, "
+                             "LAION or DataComp layout, found from the files): skip embedding.")
+LayoutOpt = typer.Option(None, "--embeddings-layout", help="auto, embedding-reader, laion or datacomp.")
+JoinKeyOpt = typer.Option(None, "--join-key", help="Column joining embeddings rows to shard samples: auto, key, "
+                          "image_path, uid or url.")
+EmbColumnOpt = typer.Option(None, "--embeddings-column", help="DataComp npz array to use (e.g. l14_img).")
 KeepOpt = typer.Option(None, "--keep", "-k", help="Fraction of valid samples to keep, in [0, 1].")
 MetricOpt = typer.Option(None, help="Metric that orders samples (datapruner.metrics.available()).")
 OrderOpt = typer.Option(None, help="hard (keep high scores), easy (keep low scores) or random.")
@@ -132,13 +137,18 @@ def embed(src: str, out: Path = OutOpt, config: Optional[Path] = ConfigOpt, mode
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
           num_workers: Optional[int] = WorkersOpt, allow_pipe: Optional[bool] = PipeOpt,
           device: Optional[str] = DeviceOpt, runner: Optional[str] = RunnerOpt,
-          ray_address: Optional[str] = RayAddressOpt, re_embed: bool = ReEmbedOpt, quiet: bool = QuietOpt):
-    """Embed SRC's shards with CLIP into OUT/embeddings (finished shards are skipped on a rerun)."""
+          ray_address: Optional[str] = RayAddressOpt, re_embed: bool = ReEmbedOpt,
+          embeddings: Optional[str] = EmbeddingsOpt, embeddings_layout: Optional[str] = LayoutOpt,
+          join_key: Optional[str] = JoinKeyOpt, embeddings_column: Optional[str] = EmbColumnOpt, quiet: bool = QuietOpt):
+    """Embed SRC's shards with CLIP into OUT/embeddings (finished shards are skipped on a rerun), or join
+    precomputed --embeddings to them."""
     from datapruner import api
 
     _setup(quiet)
     cfg = _config(config, model=model, pretrained=pretrained, batch_size=batch_size, num_workers=num_workers,
-                  allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed)
+                  allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed,
+                  embeddings=embeddings, embeddings_layout=embeddings_layout, join_key=join_key,
+                  embeddings_column=embeddings_column)
     _report("embed", _run(api.embed, src, out, cfg, progress=not quiet))
 
 
@@ -160,6 +170,8 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
           clusters: Optional[int] = ClustersOpt, model: Optional[str] = ModelOpt,
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
           num_workers: Optional[int] = WorkersOpt, embeddings: Optional[str] = EmbeddingsOpt,
+          embeddings_layout: Optional[str] = LayoutOpt, join_key: Optional[str] = JoinKeyOpt,
+          embeddings_column: Optional[str] = EmbColumnOpt,
           allow_pipe: Optional[bool] = PipeOpt, seed: Optional[int] = SeedOpt,
           shard_size: Optional[int] = ShardSizeOpt, device: Optional[str] = DeviceOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
@@ -171,6 +183,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, clusters=clusters, model=model,
                   pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
+                  embeddings_layout=embeddings_layout, join_key=join_key, embeddings_column=embeddings_column,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
     cfg = _with_metric_options(cfg, metric_options)

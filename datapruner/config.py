@@ -16,7 +16,10 @@ from datapruner.errors import DataprunerError
 class Config:
     # reading
     allow_pipe: bool = False
-    embeddings: str | None = None  # precomputed embeddings dir (embedding-reader layout): skip embed
+    embeddings: str | None = None  # precomputed embeddings dir: skip embed (layouts: embed/layouts.py)
+    embeddings_layout: str = "auto"  # auto (found from the files) | embedding-reader | laion | datacomp
+    join_key: str = "auto"  # how embeddings rows meet shard samples: auto | key | image_path | uid | url
+    embeddings_column: str | None = None  # datacomp npz array to use, e.g. l14_img (None: the only image one)
     re_embed: bool = False  # replace a run's embeddings when the embed inputs changed (else refused)
     caption_field: str = "caption"  # json field used when a sample has no txt member
     label_field: str = "label"  # json field used when a sample has no cls member
@@ -44,6 +47,8 @@ class Config:
     keep: float = 0.3
     # writing
     shard_size: int = 10000
+    output_digits: int = 6  # pruned shards are {output_prefix}{j:0{output_digits}d}.tar (img2dataset: 5)
+    output_prefix: str = ""
     # running
     runner: str = "local"  # local | ray
     ray_address: str | None = None

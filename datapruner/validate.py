@@ -24,12 +24,15 @@ from datapruner.errors import DataprunerError
 DEVICES = "auto, cpu, cuda, cuda:N"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 RUNNERS = ("local", "ray")
+EMBEDDINGS_LAYOUTS = ("auto", "embedding-reader", "laion", "datacomp")
+JOIN_KEYS = ("auto", "key", "image_path", "uid", "url")
 RANDOM_INIT = (None, "", "none")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 SEED_MAX = 2**31 - 1  # faiss takes a C int; numpy refuses negative seeds
 # Config fields with a flag of their own (named --flag in messages); the others are config-file keys.
 FLAGS = {"keep", "metric", "order", "budget", "clusters", "model", "pretrained", "batch_size", "num_workers",
-         "embeddings", "allow_pipe", "seed", "shard_size", "device", "runner", "ray_address", "re_embed"}
+         "embeddings", "allow_pipe", "seed", "shard_size", "device", "runner", "ray_address", "re_embed",
+         "embeddings_layout", "join_key", "embeddings_column"}
 
 
 def check_config(cfg: Config, command: str, src: str | None = None) -> None:
@@ -80,7 +83,7 @@ def checks_for(steps: tuple[str, ...], cfg: Config) -> list[Callable[[Config], N
     if "select" in uses:
         checks.append(lambda c: number(c, "keep", 0.0, 1.0))
     if uses & {"plan", "write"}:
-        checks.append(lambda c: integer(c, "shard_size", 1))
+        checks.append(check_output_names)
     return checks
 
 
@@ -116,6 +119,17 @@ def check_reading(cfg: Config) -> None:
         path = local_path(cfg.embeddings)
         if path is not None and not path.is_dir():
             fail(cfg, "embeddings", "no such directory (precomputed embeddings, embedding-reader layout)")
+        choice(cfg, "embeddings_layout", EMBEDDINGS_LAYOUTS)
+        choice(cfg, "join_key", JOIN_KEYS)
+        if cfg.embeddings_column is not None and (not isinstance(cfg.embeddings_column, str) or not cfg.embeddings_column):
+            fail(cfg, "embeddings_column", "must be the name of an array in the npz files (e.g. l14_img)")
+
+
+def check_output_names(cfg: Config) -> None:
+    integer(cfg, "shard_size", 1)
+    integer(cfg, "output_digits", 1, 12)
+    if not isinstance(cfg.output_prefix, str) or "/" in cfg.output_prefix or "\\" in cfg.output_prefix:
+        fail(cfg, "output_prefix", "must be a file name prefix (no slashes)")
 
 
 def check_embedding(cfg: Config) -> None:
