@@ -57,9 +57,22 @@ def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: in
     from datapruner import api
 
     test_run = RunDir(run).verify_test_run
-    log.info("verify: embedding the test shards %s into %s", test_src, test_run)
-    api.embed(test_src, test_run, cfg, progress=False)
+    log.info("verify: embedding the test shards %s into %s with the run's model", test_src, test_run)
+    api.embed(test_src, test_run, with_run_embed_inputs(run, cfg), progress=False)
     return embedding_split(RunDir(test_run).own_embeddings)
+
+
+# what the embeddings depend on (embed/inputs.embed_inputs): the test set must be embedded like the run
+RUN_EMBED_FIELDS = ("model", "pretrained", "precision", "seed", "caption_field", "label_field", "max_image_pixels",
+                    "allow_unsafe_names")
+
+
+def with_run_embed_inputs(run: str | Path, cfg):
+    """`cfg` with the run's recorded embed inputs: the test features live in the training features' space
+    (a different seed of a random init is a different space). A cached test run embedded otherwise is
+    replaced (re_embed), never reused."""
+    recorded = RunDir(run).read_run_json().get("config", {})
+    return cfg.replace(**{f: recorded[f] for f in RUN_EMBED_FIELDS if f in recorded}, embeddings=None, re_embed=True)
 
 
 def holdout_split(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
