@@ -62,7 +62,7 @@ def _open(rd: RunDir, cfg: Config, src: str | None, listing: tuple[list[str], li
         if cfg.embeddings:
             from datapruner.embed.precomputed import check_layout
 
-            check_layout(cfg.embeddings, len(shards))
+            check_layout(cfg, shards)
         check_shards(rd, shards)
         inputs.check(rd, cfg)
         start_run(rd, src, shards, skipped, cfg)
@@ -78,10 +78,20 @@ def _run_steps(name: str, steps: tuple[str, ...], run: str | Path, cfg: Config, 
     mapped task, which may share the run with the other tasks of its step."""
     scope = None if parts is None else f"{name}-{min(parts, default=0)}-{max(parts, default=0)}"
     with session(run, cfg, name, src, progress, scope) as ctx:
-        summary = {s: run_step(ctx, s, indices=parts) for s in steps}
+        summary = {}
+        for s in steps:
+            summary[s] = run_step(ctx, s, indices=parts)
+            _record_timing(ctx.run, s, summary[s])
         if "embed" in steps:
             summary["counts"] = _record_counts(ctx.run)
         return summary
+
+
+def _record_timing(rd: RunDir, step: str, summary: dict) -> None:
+    """run.json `timings`: the seconds of each step's last run that did work (the report shows them)."""
+    if summary.get("parts", 0) > summary.get("parts_reused", 0) and "seconds" in summary:
+        timings = rd.read_run_json().get("timings", {})
+        rd.update_run_json(timings={**timings, step: summary["seconds"]})
 
 
 def command(name: str, run: str | Path, cfg: Config = Config(), src: str | None = None, progress: bool = True,

@@ -7,6 +7,8 @@ import functools
 import json
 import logging
 import sys
+import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -14,13 +16,14 @@ from typing import Optional
 import typer
 import yaml
 
-from datapruner.config import Config, load_config
+from datapruner.config import Config, load_config, yaml_problem
 from datapruner.errors import DataprunerError, OutputError
 
 app = typer.Typer(help="Prune image-text WebDataset datasets: embed, cluster, score, select, write.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML preset (configs/*.yaml); flags override it.")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML preset (configs/*.yaml), repeatable: a later file "
+                         "overrides an earlier one, and flags override the files.")
 OutOpt = typer.Option(..., "--out", "-o", help="Run directory.")
 ModelOpt = typer.Option(None, help="open_clip model name (e.g. ViT-B-32, datapruner-tiny).")
 PretrainedOpt = typer.Option(None, help="open_clip pretrained tag, a local checkpoint file, or 'none'.")
@@ -45,7 +48,9 @@ ShardSizeOpt = typer.Option(None, "--shard-size", help="Samples per pruned outpu
 RunnerOpt = typer.Option(None, "--runner", help="local or ray.")
 RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster address (implies --runner ray).")
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Warnings and errors only: no INFO lines, no progress.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug lines, and a traceback with every error.")
+JsonOpt = typer.Option(False, "--json", help="Print the summary as JSON (for machines) instead of for people.")
 FilterOpt = typer.Option(None, "--filter", help="Filter before the budget, repeatable, in order: NAME:KEY=VALUE[,...], "
                          "e.g. semdedup:eps=0.05, semdedup:fraction=0.2, clip_score:threshold=0.2, el2n:offset=0.05. "
                          "Replaces the config file's filters.")
@@ -53,14 +58,55 @@ MetricOptionOpt = typer.Option(None, "--metric-option", help="Metric options, re
                                "e.g. dbp:tau=0.05,neighbours=10 or el2n:models=2. Merged over the config file's.")
 
 
-def _setup(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("root", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+# third-party loggers that speak at INFO about their own business: warnings only, unless -v
+NOISY = ("matplotlib", "PIL", "urllib3", "httpx", "httpcore", "huggingface_hub", "filelock", "fsspec", "asyncio",
+         "numba", "timm", "torch", "faiss")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _config(path, run: Path | None = None, **overrides) -> Config:
-    """Defaults, then (for a command on an existing RUN) the run's recorded config, then the file, then flags."""
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test's capture, a redirect made later)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextmanager
+def _logging(quiet: bool, verbose: bool):
+    """datapruner's INFO lines on stderr by default (-q: warnings and errors only; -v: debug); other
+    libraries' at WARNING (at INFO with -v). Restored afterwards (a command run inside a test or a notebook)."""
+    root, ours = logging.getLogger(), logging.getLogger("datapruner")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    noisy = [logging.getLogger(name) for name in NOISY]
+    saved = (root.level, ours.level, [n.level for n in noisy])
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    ours.setLevel(level)
+    for logger in noisy:
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        ours.setLevel(saved[1])
+        for logger, before in zip(noisy, saved[2]):
+            logger.setLevel(before)
+
+
+def _config(paths, run: Path | None = None, **overrides) -> Config:
+    """Defaults, then (for a command on an existing RUN) the run's recorded config, then the files in
+    order (a later one overrides an earlier one), then flags."""
     from datapruner.io.rundir import RunDir
 
     if overrides.get("ray_address"):
@@ -68,21 +114,10 @@ def _config(path, run: Path | None = None, **overrides) -> Config:
     base = None
     if run is not None and RunDir(run).exists():
         base = RunDir(run).read_run_json().get("config")
-    try:
-        return load_config(path, base=base, **overrides)
-    except yaml.YAMLError as exc:
-        raise DataprunerError(f"--config {path}: not valid YAML ({_yaml_problem(exc)})") from None
+    return load_config(list(paths or []), base=base, **overrides)
 
 
-def _yaml_problem(exc) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{getattr(exc, 'problem', None) or exc}{where}"
-
-
-def _report(title: str, summary: dict) -> None:
-    typer.echo(f"\n== {title} ==")
-    typer.echo(json.dumps(summary, indent=2, default=str))
+_yaml_problem = yaml_problem
 
 
 # errno values a rerun recovers from once the user frees space or fixes permissions
@@ -90,25 +125,37 @@ DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 NOT_PERMITTED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
+_state = {"verbose": False, "started": 0.0}
+
+
 @contextmanager
 def _user_errors():
-    """A user's error is one line on stderr: DataprunerError exits 2, a full disk or a permission refused 1."""
+    """A user's error is one line on stderr: DataprunerError exits 2, a full disk or a permission refused 1.
+    With -v the traceback comes first."""
     try:
         yield
     except OutputError as exc:  # a full disk met while writing a run file (io/atomic.py names the file)
+        _traceback_if_verbose()
         _error(str(exc))
         raise typer.Exit(1) from None
     except DataprunerError as exc:
+        _traceback_if_verbose()
         _error(str(exc))
         raise typer.Exit(2) from None
     except OSError as exc:
         if exc.errno not in DISK_FULL | NOT_PERMITTED:
             raise
+        _traceback_if_verbose()
         what = "free space" if exc.errno in DISK_FULL else "fix permissions"
         where = exc.filename if exc.filename is not None else exc.filename2
         _error(f"{f'{where}: ' if where is not None else ''}{exc.strerror or exc} "
                f"({what} and rerun: finished parts are kept)")
         raise typer.Exit(1) from None
+
+
+def _traceback_if_verbose() -> None:
+    if _state["verbose"]:
+        traceback.print_exc(file=sys.stderr)
 
 
 def _error(message: str) -> None:
@@ -123,49 +170,95 @@ def _run(fn, *args, **kwargs):
 
 
 def _one_line_errors(command):
-    """Everything a command does (options, config file, the run) reports a user's error as one line."""
+    """Everything a command does (options, config file, the run) reports a user's error as one line;
+    logging follows -q/-v (given before or after the command name); the command's time is measured."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        with _user_errors():
-            return command(*args, **kwargs)
+        flags = _global_flags()
+        kwargs["quiet"] = bool(kwargs.get("quiet") or flags.get("quiet"))
+        kwargs["verbose"] = bool(kwargs.get("verbose") or flags.get("verbose"))
+        before = dict(_state)
+        _state.update(verbose=kwargs["verbose"], started=time.perf_counter())
+        try:
+            with _logging(kwargs["quiet"], kwargs["verbose"]), _user_errors():
+                return command(*args, **kwargs)
+        finally:
+            _state.update(before)
     return wrapper
+
+
+def _global_flags() -> dict:
+    """-q/-v given before the command name (the app callback keeps them in the root context's obj)."""
+    import importlib
+
+    package = typer.Context.__mro__[1].__module__.rsplit(".", 1)[0]  # click, or typer's vendored copy
+    ctx = importlib.import_module(f"{package}.globals").get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"datapruner {package_version()}")
+        raise typer.Exit()
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("datapruner")
+    except PackageNotFoundError:
+        from datapruner import __version__
+
+        return __version__
+
+
+@app.callback()
+def _main(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print datapruner's version and exit."),
+          quiet: bool = QuietOpt, verbose: bool = VerboseOpt):
+    """Prune image-text WebDataset datasets: embed, cluster, score, select, write."""
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
 @app.command()
 @_one_line_errors
-def embed(src: str, out: Path = OutOpt, config: Optional[Path] = ConfigOpt, model: Optional[str] = ModelOpt,
+def embed(src: str, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt, model: Optional[str] = ModelOpt,
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
           num_workers: Optional[int] = WorkersOpt, allow_pipe: Optional[bool] = PipeOpt,
           device: Optional[str] = DeviceOpt, runner: Optional[str] = RunnerOpt,
           ray_address: Optional[str] = RayAddressOpt, re_embed: bool = ReEmbedOpt,
           embeddings: Optional[str] = EmbeddingsOpt, embeddings_layout: Optional[str] = LayoutOpt,
-          join_key: Optional[str] = JoinKeyOpt, embeddings_column: Optional[str] = EmbColumnOpt, quiet: bool = QuietOpt):
+          join_key: Optional[str] = JoinKeyOpt, embeddings_column: Optional[str] = EmbColumnOpt, quiet: bool = QuietOpt,
+          verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Embed SRC's shards with CLIP into OUT/embeddings (finished shards are skipped on a rerun), or join
     precomputed --embeddings to them."""
     from datapruner import api
 
-    _setup(quiet)
     cfg = _config(config, model=model, pretrained=pretrained, batch_size=batch_size, num_workers=num_workers,
                   allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed,
                   embeddings=embeddings, embeddings_layout=embeddings_layout, join_key=join_key,
                   embeddings_column=embeddings_column)
-    _report("embed", _run(api.embed, src, out, cfg, progress=not quiet))
+    _finish("embed", _run(api.embed, src, out, cfg, progress=not quiet), out, as_json)
 
 
 @app.command()
 @_one_line_errors
-def cluster(run: Path, config: Optional[Path] = ConfigOpt, clusters: Optional[int] = ClustersOpt,
-            seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt):
+def cluster(run: Path, config: Optional[list[Path]] = ConfigOpt, clusters: Optional[int] = ClustersOpt,
+            seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt,
+            verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Fit spherical k-means centroids on RUN's embeddings."""
     from datapruner import api
 
-    _setup(quiet)
-    _report("cluster", _run(api.cluster, run, _config(config, run, clusters=clusters, seed=seed, device=device)))
+    cfg = _config(config, run, clusters=clusters, seed=seed, device=device)
+    _finish("cluster", _run(api.cluster, run, cfg), run, as_json)
 
 
 @app.command()
 @_one_line_errors
-def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config: Optional[Path] = ConfigOpt,
+def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt,
           metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
           clusters: Optional[int] = ClustersOpt, model: Optional[str] = ModelOpt,
           pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
@@ -176,51 +269,35 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
           shard_size: Optional[int] = ShardSizeOpt, device: Optional[str] = DeviceOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
           filters: Optional[list[str]] = FilterOpt, metric_options: Optional[list[str]] = MetricOptionOpt,
-          re_embed: bool = ReEmbedOpt, quiet: bool = QuietOpt):
+          re_embed: bool = ReEmbedOpt, quiet: bool = QuietOpt,
+          verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Everything, end to end (every step: embed → cluster → assign → fit → score → select → plan → write → report)."""
     from datapruner import api
 
-    _setup(quiet)
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, clusters=clusters, model=model,
                   pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
                   embeddings_layout=embeddings_layout, join_key=join_key, embeddings_column=embeddings_column,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
     cfg = _with_metric_options(cfg, metric_options)
-    summary = _run(api.prune, src, out, cfg.keep, cfg, progress=not quiet)
-    _report("score", _one_screen(summary))
-    from datapruner.io.rundir import RunDir
-
-    rd = RunDir(out)
-    counts = json.loads(rd.summary_json.read_text())["counts"]
-    typer.echo(f"\nkept {counts['kept']} of {counts['valid']} valid samples → {rd.shards_dir} "
-               f"({summary['write']['parts']} shards); manifest: {rd.keep_parquet}; report: {rd.report_html}")
-    skipped = summary["counts"].get("skipped_files", 0)
-    if counts["invalid"] or skipped:
-        typer.echo(f"{counts['invalid']} invalid samples (reasons in {rd.errors_dir} and the manifest); "
-                   f"{skipped} files in SRC that are not shards were skipped (listed in {rd.run_json})")
+    _finish("score", _run(api.prune, src, out, cfg.keep, cfg, progress=not quiet), out, as_json)
 
 
 @app.command()
 @_one_line_errors
-def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[Path] = ConfigOpt,
+def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[list[Path]] = ConfigOpt,
            metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
            seed: Optional[int] = SeedOpt, runner: Optional[str] = RunnerOpt,
            ray_address: Optional[str] = RayAddressOpt, filters: Optional[list[str]] = FilterOpt,
-           metric_options: Optional[list[str]] = MetricOptionOpt, quiet: bool = QuietOpt):
+           metric_options: Optional[list[str]] = MetricOptionOpt, quiet: bool = QuietOpt,
+           verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Re-select from RUN's scores (seconds): a new keep fraction or policy, no re-embedding."""
     from datapruner import api
 
-    _setup(quiet)
     cfg = _config(config, run, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
     cfg = _with_metric_options(cfg, metric_options)
-    summary = _run(api.select, run, cfg.keep, cfg, progress=not quiet)
-    _report("select", _one_screen(summary))
-    removed = summary["select"].get("removed_stale", {})
-    if removed.get("write"):
-        typer.echo(f"\nthe pruned shards of the previous selection were removed ({removed['write']} file(s)): "
-                   f"run `datapruner write {run}` to write this selection's")
+    _finish("select", _run(api.select, run, cfg.keep, cfg, progress=not quiet), run, as_json)
 
 
 def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
@@ -260,30 +337,25 @@ def _parse(text: str, flag: str) -> dict:
 
 @app.command()
 @_one_line_errors
-def write(run: Path, config: Optional[Path] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
-          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt):
+def write(run: Path, config: Optional[list[Path]] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
+          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt,
+          verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Copy RUN's kept samples byte for byte into RUN/shards."""
     from datapruner import api
 
-    _setup(quiet)
     cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address)
-    _report("write", _run(api.write, run, cfg, progress=not quiet))
+    _finish("write", _run(api.write, run, cfg, progress=not quiet), run, as_json)
 
 
 @app.command()
 @_one_line_errors
-def report(run: Path, config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt):
+def report(run: Path, config: Optional[list[Path]] = ConfigOpt, quiet: bool = QuietOpt,
+           verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Write RUN/report/index.html: plots and galleries of kept vs. dropped samples."""
     from datapruner import api
 
-    _setup(quiet)
-    typer.echo(_run(api.report, run, _config(config, run)))
-
-
-def _one_screen(summary: dict) -> dict:
-    """The summary without per-cluster arrays (they are in manifest/summary.json)."""
-    return {step: {k: v for k, v in part.items() if not isinstance(v, list)} if isinstance(part, dict) else part
-            for step, part in summary.items()}
+    path = _run(api.report, run, _config(config, run))
+    _finish("report", {"report": path}, run, as_json)
 
 
 def _csv(value: str, cast=str, flag: str = "") -> tuple:
@@ -299,7 +371,7 @@ def _alpha(value: str):
 
 @app.command()
 @_one_line_errors
-def verify(run: Path, config: Optional[Path] = ConfigOpt,
+def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            methods: str = typer.Option("random,proto_hard,proto_easy,el2n,dbp", help="Comma list of pruning methods."),
            fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
            seeds: str = typer.Option("0,1,2", help="Comma list of student seeds (>= 3 for mean ± std)."),
@@ -323,12 +395,12 @@ def verify(run: Path, config: Optional[Path] = ConfigOpt,
            results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where results go (default RUN/verify)."),
            embeddings: Optional[str] = EmbeddingsOpt, model: Optional[str] = ModelOpt,
            pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt,
-           seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt):
+           seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt,
+           verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
     from datapruner import api
     from datapruner.verify.pipeline import VerifySpec
 
-    _setup(quiet)
     cfg = _config(config, run, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
                   seed=seed, device=device)
     spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
@@ -339,8 +411,206 @@ def verify(run: Path, config: Optional[Path] = ConfigOpt,
                       image_size=image_size, channels=channels, threads=threads,
                       out=str(results_dir) if results_dir else None)
     summary = _run(api.verify, run, spec, cfg, progress=not quiet)
-    _report("verify", {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")})
-    typer.echo(f"\nresults: {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
+    short = {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")}
+    if as_json:
+        typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
+        return
+    typer.echo("\n".join(_verify_lines(summary)))
+
+
+# the summary at the end of a command -----------------------------------------------------------------
+
+def _finish(title: str, summary: dict, run: Path, as_json: bool) -> None:
+    """The one-screen summary for people on stdout, or (--json) the summary dict for machines."""
+    if as_json:
+        typer.echo(json.dumps(_one_screen(summary), indent=2, default=str))
+        return
+    typer.echo("\n".join(summary_lines(title, summary, run, time.perf_counter() - _state["started"])))
+
+
+def _one_screen(summary: dict) -> dict:
+    """The summary without per-cluster arrays (they are in manifest/summary.json)."""
+    return {step: {k: v for k, v in part.items() if not isinstance(v, list)} if isinstance(part, dict) else part
+            for step, part in summary.items()}
+
+
+OUTPUTS = {  # what each command's summary points to
+    "embed": ("embeddings", "errors"), "cluster": ("centroids",), "select": ("manifest", "report"),
+    "write": ("shards",), "report": ("report",), "score": ("shards", "manifest", "report"),
+}
+
+
+def summary_lines(title: str, summary: dict, run: Path, seconds: float) -> list[str]:
+    """What was read, valid and invalid (by category), kept and removed (by stage), where the outputs are,
+    and the time per step."""
+    from datapruner.io.rundir import RunDir
+
+    rd = RunDir(run)
+    info = rd.read_run_json() if rd.run_json.is_file() else {}
+    selection = _selection(summary, rd, title)
+    lines = [f"datapruner {title}: done in {_duration(seconds)}  (run: {rd.root})"]
+    lines += _read_lines(summary, rd, info, selection)
+    lines += _kept_lines(selection)
+    lines += _output_lines(title, summary, rd)
+    lines += _step_lines(summary)
+    removed = (summary.get("select") or {}).get("removed_stale", {})
+    if removed.get("write"):
+        lines.append(f"note      the pruned shards of the previous selection were removed ({removed['write']} file(s)): "
+                     f"run `datapruner write {run}` to write this selection's")
+    return lines
+
+
+def _selection(summary: dict, rd, title: str) -> dict | None:
+    """The selection's counts and reasons: this command's, or (write, report) the run's manifest summary."""
+    if isinstance(summary.get("select"), dict) and "counts" in summary["select"]:
+        return summary["select"]
+    if title in ("write", "report", "select", "score") and rd.summary_json.is_file():
+        return json.loads(rd.summary_json.read_text())
+    return None
+
+
+def _read_lines(summary: dict, rd, info: dict, selection: dict | None) -> list[str]:
+    counts = {**info.get("counts", {}), **summary.get("counts", {})}
+    lines = []
+    if info.get("shards"):
+        samples = (selection or {}).get("counts", {}).get("samples")
+        samples = samples if samples is not None else counts.get("valid", 0) + counts.get("errors", 0)
+        skipped = counts.get("skipped_files", len(info.get("skipped", [])))
+        text = f"read      {len(info['shards'])} shard(s), {samples} sample(s)"
+        if skipped:
+            text += f"; {skipped} file(s) in SRC that are not shards were skipped (listed in {rd.run_json})"
+        lines.append(text)
+    valid = (selection or {}).get("counts", {}).get("valid", counts.get("valid"))
+    if valid is not None:
+        invalid = _invalid_by_category(selection, rd)
+        total = sum(invalid.values())
+        text = f"valid     {valid}; invalid {total}"
+        if total:
+            text += f" (reasons in {rd.errors_dir} and the manifest): " + ", ".join(
+                f"{n} {reason}" for reason, n in sorted(invalid.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(text)
+    return lines
+
+
+def _invalid_by_category(selection: dict | None, rd) -> dict[str, int]:
+    """summary.json's invalid reasons, or (before a selection) the errors/ parts counted by category."""
+    from datapruner.reasons import INVALID, counted_as, invalid
+
+    if selection is not None and "reasons" in selection:
+        return {r: n for r, n in selection["reasons"].items() if r.startswith(INVALID)}
+    out: dict[str, int] = {}
+    if not rd.errors_dir.is_dir():
+        return out
+    import pyarrow.parquet as pq
+
+    for path in sorted(rd.errors_dir.glob("*.parquet")):
+        table = pq.read_table(path, columns=["stage", "reason"])
+        for stage, text in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist()):
+            key = counted_as(invalid(stage, text))
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _kept_lines(selection: dict | None) -> list[str]:
+    from datapruner.reasons import INVALID
+
+    if selection is None or "counts" not in selection:
+        return []
+    counts, policy = selection["counts"], selection.get("policy", {})
+    share = f" ({100 * counts['kept'] / counts['valid']:.1f}%)" if counts.get("valid") else ""
+    how = ", ".join(x for x in (
+        f"{policy['metric']} ({policy.get('order', 'hard')})" if policy.get("metric") else "",
+        f"{policy['budget']} budget" if policy.get("budget") else "",
+        "filters " + ", ".join(_filter_text(f) for f in policy["filters"]) if policy.get("filters") else "") if x)
+    lines = [f"kept      {counts['kept']} of {counts['valid']} valid{share}" + (f": {how}" if how else "")]
+    removed = {r: n for r, n in selection.get("reasons", {}).items() if r != "kept" and not r.startswith(INVALID)}
+    if removed:
+        lines.append("removed   " + ", ".join(f"{n} {r.removeprefix('removed ')}" for r, n in sorted(removed.items(), key=lambda kv: (not kv[0].startswith("removed by filter"), -kv[1]))))
+    return lines
+
+
+def _filter_text(spec) -> str:
+    if not isinstance(spec, dict):
+        return str(spec)
+    options = ",".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    return f"{spec.get('name')}:{options}" if options else str(spec.get("name"))
+
+
+def _output_lines(title: str, summary: dict, rd) -> list[str]:
+    cluster = summary.get("cluster") or {}
+    where = {
+        "embeddings": (rd.embeddings_root, ""),
+        "errors": (rd.errors_dir, ""),
+        "centroids": (rd.centroids, f"{cluster['clusters']} clusters" if "clusters" in cluster else ""),
+        "manifest": (rd.keep_parquet, f"+ {rd.summary_json.name}"),
+        "report": (rd.report_html, ""),
+        "shards": (rd.shards_dir, _shards_note(summary)),
+    }
+    lines = []
+    for name in OUTPUTS.get(title, ()):
+        path, note = where[name]
+        if not path.exists():
+            continue
+        label = "outputs" if not lines else ""
+        lines.append(f"{label:<10}{name:<11}{path}" + (f"  ({note})" if note else ""))
+    return lines
+
+
+def _shards_note(summary: dict) -> str:
+    write, plan = summary.get("write") or {}, summary.get("plan") or {}
+    if not write:
+        return ""
+    samples = plan.get("samples", write.get("samples"))
+    return f"{write.get('parts', 0)} shard(s)" + (f", {samples} sample(s)" if samples is not None else "")
+
+
+def _step_lines(summary: dict) -> list[str]:
+    from datapruner.steps import STEP_NAMES
+
+    items = []
+    for name in STEP_NAMES:
+        step = summary.get(name)
+        if not isinstance(step, dict) or "seconds" not in step:
+            continue
+        text = f"{name} {_duration(step['seconds'])}"
+        if step.get("parts") and step.get("parts_reused") == step["parts"]:
+            text += " (done before)"
+        elif step.get("parts_reused"):
+            text += f" ({step['parts_reused']}/{step['parts']} parts done before)"
+        items.append(text)
+    if not items:
+        return []
+    rows = [items[0]]
+    for item in items[1:]:  # wrapped between steps, never inside one
+        if len(rows[-1]) + 3 + len(item) > 90:
+            rows.append(item)
+        else:
+            rows[-1] += f" · {item}"
+    return [f"{'steps' if i == 0 else '':<10}{row}" for i, row in enumerate(rows)]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _verify_lines(summary: dict) -> list[str]:
+    teacher = summary.get("teacher") or {}
+    lines = [f"datapruner verify: done in {_duration(summary.get('seconds', 0))}",
+             f"data      train {summary['n_train']}, test {summary['n_test']}; teacher accuracy "
+             f"{100 * teacher.get('accuracy', 0):.2f}%",
+             f"students  {summary['rows']} result row(s)"]
+    skipped = summary.get("skipped_methods") or {}
+    if skipped:
+        lines.append("skipped   " + (", ".join(f"{m} ({why})" for m, why in skipped.items())
+                                     if isinstance(skipped, dict) else str(skipped)))
+    for claim in summary.get("claims", []):
+        lines.append(f"claim     {'holds' if claim.get('holds') else 'does not hold'}: {claim.get('claim')} "
+                     f"({claim.get('budget_mode')}, balance {claim.get('balance')})")
+    lines.append(f"results   {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
+    return lines
 
 
 # click's exceptions as typer raises them: click.exceptions, or typer._click.exceptions (typer >= 0.29 vendors click)

@@ -79,17 +79,41 @@ class Config:
         return dict(self.metric_options.get(metric, {}))
 
 
-def load_config(path: str | Path | None = None, base: dict | None = None, **overrides: Any) -> Config:
-    """Defaults, then `base` (a run's recorded config), then the YAML file at `path` (if any), then the
-    overrides that are not None."""
+def load_config(path: str | Path | list | tuple | None = None, base: dict | None = None, **overrides: Any) -> Config:
+    """Defaults, then `base` (a run's recorded config), then the YAML file(s) at `path` (one path or a
+    list: each later file overrides the earlier ones, mappings such as metric_options merged key by key),
+    then the overrides that are not None."""
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     values: dict = {}
-    if path is not None:
-        if not Path(path).is_file():
-            raise DataprunerError(f"config file {path} does not exist")
-        text = Path(path).read_text()
-        values = yaml.safe_load(text) or {}
-        if not isinstance(values, dict):
-            raise DataprunerError(f"config file {path} must hold a mapping of option: value")
+    for one in paths:
+        values = _merged(values, _read_config_file(one))
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Config)} - {"re_embed"}
     return Config().replace(**{**{k: v for k, v in (base or {}).items() if k in known}, **values})
+
+
+def _read_config_file(path: str | Path) -> dict:
+    if not Path(path).is_file():
+        raise DataprunerError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DataprunerError(f"--config {path}: not valid YAML ({yaml_problem(exc)})") from None
+    if not isinstance(values, dict):
+        raise DataprunerError(f"config file {path} must hold a mapping of option: value")
+    return values
+
+
+def _merged(earlier: dict, later: dict) -> dict:
+    """`later` over `earlier`; where both hold a mapping, merged key by key (lists are replaced)."""
+    out = dict(earlier)
+    for key, value in later.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def yaml_problem(exc) -> str:
+    """Where a YAML text went wrong, for a one-line message."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"

@@ -1,6 +1,9 @@
 """The step table: every step of the pipeline, declared once, and the one loop that runs them.
 
     step      kind     parts                   its outputs depend on (the token)             writes
+    index     map      precomputed parts (a)   the embed inputs (the layout, its files)       join/index/
+    scan      map      input shards (a)        the embed inputs                               join/samples/
+    join      map      hash buckets (a)        the embed inputs                               join/matches/
     embed     map      input shards            model, weights, precision, seed*, fields, src  embeddings/, errors/
     cluster   barrier  centroids               embed, k, sample, iterations, seed             clusters/centroids.npy
     assign    map      input shards            the centroids                                  clusters/assign/
@@ -9,14 +12,15 @@
     select    barrier  manifest                the policy and its metrics' tokens             manifest/
     plan      barrier  plan                    the manifest, shard size                       manifest/write_plan.parquet
     write     map      output shards           the plan                                       shards/
-    report    barrier  report                  the manifest                                   report/
+    report    barrier  report                  the manifest, the written shards               report/index.html
 
 A map step's function takes a few parts and yields each part once its files are in place; a barrier
 step's function makes its one part. The loop (`run_step`) never lets a step check or write its own
 completion marker: it skips parts whose marker holds a token that covers the current one, removes
 what stale parts recorded writing, runs the rest (map steps through the runner), and marks each part
 with its token, the files it wrote and, for barriers, a digest the next steps' tokens include.
-(* the seed only when the weights are a random init.)
+(* the seed only when the weights are a random init. (a) only with --embeddings DIR, else no parts:
+the external hash join of embed/join.py, after which embed writes the run's own parts from the matches.)
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -89,6 +94,7 @@ def barrier_digest(ctx: Context, name: str, part: str) -> str:
 def _table() -> dict[str, Step]:
     from datapruner.cluster import assign, kmeans
     from datapruner.embed import inputs as embed_inputs
+    from datapruner.embed import join
     from datapruner.embed import step as embed
     from datapruner.metrics import step as metrics
     from datapruner.report import html as report
@@ -96,8 +102,13 @@ def _table() -> dict[str, Step]:
     from datapruner.write import shards as write
 
     steps = [
+        # with --embeddings DIR only (no parts otherwise): its rows joined to the shards' samples
+        Step("index", "map", join.index_parts, embed_inputs.token, join.index_outputs, join.index),
+        Step("scan", "map", join.scan_parts, embed_inputs.token, join.scan_outputs, join.scan),
+        Step("join", "map", join.join_parts, embed_inputs.token, join.join_outputs, join.join,
+             after=("index", "scan")),
         Step("embed", "map", embed.parts, embed_inputs.token, embed.outputs, embed.run,
-             setup=embed.setup, batch=embed.batch),
+             after=("join",), setup=embed.setup, batch=embed.batch),
         Step("cluster", "barrier", lambda ctx: ["centroids"], kmeans.token, kmeans.outputs, kmeans.run,
              after=("embed",), digest=lambda rd, part: digest_files([rd.centroids])),
         Step("assign", "map", embed.parts, assign.token, assign.outputs, assign.run, after=("cluster",)),
@@ -126,7 +137,10 @@ def steps() -> dict[str, Step]:
     return _STEPS
 
 
-STEP_NAMES = ("embed", "cluster", "assign", "fit", "score", "select", "plan", "write", "report")
+STEP_NAMES = ("index", "scan", "join", "embed", "cluster", "assign", "fit", "score", "select", "plan", "write",
+              "report")
+# the map steps an orchestrator fans out (index, scan and join are map steps too, with parts only when
+# --embeddings is given; they run as one task each)
 MAP_STEPS = ("embed", "assign", "score", "write")
 
 
@@ -165,7 +179,8 @@ def check_after(ctx: Context, step: Step) -> None:
 
 def name_for_users(step: str) -> str:
     """The CLI command that runs a step."""
-    return {"assign": "select", "fit": "select", "score": "select", "plan": "write"}.get(step, step)
+    return {"assign": "select", "fit": "select", "score": "select", "plan": "write", "index": "embed",
+            "scan": "embed", "join": "embed"}.get(step, step)
 
 
 def sweep(ctx: Context, step: Step, only: list[str] | None = None) -> int:
@@ -198,6 +213,7 @@ def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = N
     finishes. Indices past a step's parts are ignored (a barrier has one part; a mapped task's group
     may be larger than the step it is used for)."""
     step = get_step(name)
+    started = time.perf_counter()
     check_after(ctx, step)
     every = step.parts(ctx)
     wanted = every if indices is None else [every[i] for i in sorted(set(indices)) if 0 <= i < len(every)]
@@ -225,6 +241,7 @@ def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = N
             summary["removed_stale"] = removed
             log.info("%s changed: removed the outputs it made stale (%s)", name,
                      ", ".join(f"{s}: {n} file(s)" for s, n in removed.items()))
+    summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
 
 
@@ -291,11 +308,11 @@ class PartTask:
 
 # commands: what each front-end command (CLI, API function, Airflow task) runs, in order
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "embed": ("embed",),
+    "embed": ("index", "scan", "join", "embed"),
     "cluster": ("cluster",),
     "score": ("assign", "fit", "score"),
     "select": ("assign", "fit", "score", "select", "report"),
-    "write": ("plan", "write"),
+    "write": ("plan", "write", "report"),
     "report": ("report",),
     "prune": STEP_NAMES,
 }

@@ -128,8 +128,9 @@ def check_reading(cfg: Config) -> None:
 def check_output_names(cfg: Config) -> None:
     integer(cfg, "shard_size", 1)
     integer(cfg, "output_digits", 1, 12)
-    if not isinstance(cfg.output_prefix, str) or "/" in cfg.output_prefix or "\\" in cfg.output_prefix:
-        fail(cfg, "output_prefix", "must be a file name prefix (no slashes)")
+    prefix = cfg.output_prefix
+    if not isinstance(prefix, str) or "/" in prefix or "\\" in prefix or prefix.startswith("."):
+        fail(cfg, "output_prefix", "must be a file name prefix (no slashes, not starting with a dot)")
 
 
 def check_embedding(cfg: Config) -> None:

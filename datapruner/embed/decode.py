@@ -89,6 +89,46 @@ def text_fields(members: dict[str, bytes], caption_field: str, label_field: str)
     return {"caption": caption, "label": label, "uid": None if uid is None else _storable(str(uid))}
 
 
+OWN_FIELDS = ("shard", "key", "offset", "length", "uid", "caption", "label")  # embed/outputs.METADATA_SCHEMA
+
+
+def extras(members: dict[str, bytes]) -> dict:
+    """The json member's top-level fields beyond ours (url, width, height, sha256, status, exif, …), for the
+    metadata's extra columns: strings made storable, nested values left for outputs.scalar_column."""
+    return {_storable(k): _storable(v) if isinstance(v, str) else v
+            for k, v in json_of(members).items() if k not in OWN_FIELDS}
+
+
+def beside_rows(url: str) -> dict[str, dict]:
+    """{key: row} of img2dataset's per-shard parquet beside the tar (00000.parquet next to 00000.tar),
+    without our columns; {} when there is none (or it cannot be read: the samples stay usable)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    if url.startswith("pipe:"):
+        return {}
+    base = url
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    path = base + ".parquet"
+    try:
+        fs, p = fsspec.core.url_to_fs(path)
+        if not fs.exists(p):
+            return {}
+        with fs.open(p, "rb") as f:
+            table = pq.read_table(f)
+    except Exception:  # a damaged side file loses its columns, never the samples
+        return {}
+    if "key" not in table.column_names:
+        return {}
+    keys = [None if k is None else str(k) for k in table.column("key").to_pylist()]
+    table = table.drop_columns([c for c in table.column_names if c in OWN_FIELDS])
+    rows = table.to_pylist()
+    return {k: r for k, r in zip(keys, rows) if k is not None}
+
+
 def _json_caption(meta: dict, field: str) -> str | None:
     value = meta.get(field)
     if value is None:

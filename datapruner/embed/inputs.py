@@ -29,7 +29,11 @@ def weights_id(pretrained: str) -> str:
 def embed_inputs(cfg: Config) -> dict:
     """Every input the embeddings depend on."""
     if cfg.embeddings:
-        return {"embeddings": str(Path(cfg.embeddings).resolve())}
+        from datapruner.embed.precomputed import resolve
+
+        return {"embeddings": str(Path(cfg.embeddings).resolve()), **resolve(cfg).summary(),
+                "caption_field": cfg.caption_field, "label_field": cfg.label_field,
+                "allow_unsafe_names": cfg.allow_unsafe_names}
     random_init = cfg.pretrained in (None, "", "none")
     return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
             "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
@@ -52,7 +56,14 @@ def record(run: RunDir, cfg: Config) -> None:
     wanted = embed_inputs(cfg)
     from datapruner.steps import token_of
 
-    run.update_run_json(embed={"inputs": wanted, "token": token_of(wanted)}, embeddings_dir=wanted["embeddings"])
+    precomputed = None
+    if cfg.embeddings:
+        from datapruner.embed.precomputed import resolve
+
+        precomputed = resolve(cfg).to_dict()
+    # the run writes its own embeddings from precomputed ones too (embed/precomputed.py): no linked folder
+    run.update_run_json(embed={"inputs": wanted, "token": token_of(wanted)}, embeddings_dir=None,
+                        precomputed=precomputed)
 
 
 def describe_change(old: dict, new: dict) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -70,21 +72,23 @@ def load_clip(name: str, pretrained: str | None, device: str = "auto", precision
               seed: int = 0) -> ClipModel:
     """`pretrained` is an open_clip tag, a local checkpoint path, or "none" (random init, offline).
 
-    Random init is seeded, so every process (a rerun, a Ray actor) builds the same model.
+    Random init is seeded, so every process (a rerun, a Ray actor) builds the same model. Weights that
+    are neither cached nor downloadable fail in seconds, before torch is imported (weights_reachable).
     """
-    import open_clip
-    import torch
-
-    open_clip.add_model_config(MODEL_CONFIGS)
-    if name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
     tag = None if pretrained in (None, "", "none") else pretrained
-    device = pick_device(device)
-    precision = pick_precision(device, precision)
-    if tag is None:
-        torch.manual_seed(seed)
-    log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
+    with weights_reachable(name, tag):
+        import open_clip
+        import torch
+
+        open_clip.add_model_config(MODEL_CONFIGS)
+        if name not in open_clip.list_models():
+            raise ValueError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+        device = pick_device(device)
+        precision = pick_precision(device, precision)
+        if tag is None:
+            torch.manual_seed(seed)
+        log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
     model.eval()
     return ClipModel(model, preprocess, open_clip.get_tokenizer(name), device, precision, model.visual.output_dim,
                      _input_side(model.visual))
@@ -95,3 +99,171 @@ def _input_side(visual) -> int | None:
     if isinstance(size, (tuple, list)):
         return max(size)
     return size if isinstance(size, int) else None
+
+
+# how to run without the hub, for the one-line error when its weights cannot be fetched
+OFFLINE_HINT = ("to run offline use --pretrained FILE (a local checkpoint), --pretrained none or "
+                "--config configs/offline-demo.yaml (random init, a demo), or set HF_HUB_OFFLINE=1 with the "
+                "weights already in the Hugging Face cache (HF_HOME)")
+PROBE_TIMEOUT_S = 3.0
+
+
+@contextlib.contextmanager
+def weights_reachable(name: str, tag: str | None):
+    """Fail in seconds, with one line saying how to run offline, when `tag`'s weights are neither cached
+    nor downloadable (open_clip would retry for a minute, then print pages of tracebacks). Weights in
+    the cache load without the network: when the hub does not answer, the load runs in offline mode."""
+    from datapruner.errors import DataprunerError
+
+    where = _weights_location(name, tag)
+    if where is None:  # random init, a local file, or a tag open_clip itself will refuse
+        yield
+        return
+    url, cached, is_hub = where
+    offline = is_hub and _hf_offline()
+    what = f"the weights of open_clip {name} (pretrained={tag})"
+    if not cached:
+        if offline:
+            raise DataprunerError(f"{what} are not in the Hugging Face cache (HF_HOME) and HF_HUB_OFFLINE is set: "
+                                  f"fill the cache once online, or {OFFLINE_HINT.split(', or set HF_HUB_OFFLINE')[0]}")
+        if not reachable(url):
+            raise DataprunerError(f"cannot reach {_host(url)} to download {what}: {OFFLINE_HINT}")
+    elif is_hub and not offline and not reachable(url):
+        log.info("%s is not reachable: loading %s from the cache", _host(url), what)
+        with _hf_offline_mode():
+            yield
+        return
+    try:
+        yield
+    except DataprunerError:
+        raise
+    except Exception as exc:  # a download that started and then failed
+        if cached or not _is_download_error(exc):
+            raise
+        raise DataprunerError(f"downloading {what} from {_host(url)} failed ({_first_line(exc)}): "
+                              f"{OFFLINE_HINT}") from None
+
+
+HF_WEIGHTS_NAME, HF_SAFE_WEIGHTS_NAME = "open_clip_pytorch_model.bin", "open_clip_model.safetensors"
+
+
+def _weights_location(name: str, tag: str | None) -> tuple[str, bool, bool] | None:
+    """(url to probe, whether the weights are cached, whether on the Hugging Face hub) for a pretrained
+    tag, read from open_clip's table without importing it (or torch); None when there is nothing to fetch
+    or the table does not say."""
+    if tag is None or Path(tag).expanduser().is_file():
+        return None
+    source = _pretrained_source(name, tag)
+    if source is None:
+        return None
+    hub, url = source
+    if hub:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        filename = filename or HF_WEIGHTS_NAME
+        names = [HF_SAFE_WEIGHTS_NAME] if filename == HF_WEIGHTS_NAME else \
+            [filename[:-4] + ".safetensors"] if filename.endswith((".bin", ".pth")) else []
+        names.append(filename)
+        cached = any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+        return f"{constants.ENDPOINT}/{repo}/resolve/main/{names[0]}", cached, True
+    if url:
+        return url, os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))), False
+    return None
+
+
+def _pretrained_source(name: str, tag: str) -> tuple[str, str] | None:
+    """(hf_hub, url) of open_clip's `_PRETRAINED[name][tag]`, parsed from open_clip/pretrained.py."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        tree = ast.parse((Path(list(spec.submodule_search_locations)[0]) / "pretrained.py").read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    tables: dict[str, ast.AST] = {}
+    models: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "_PRETRAINED" and isinstance(node.value, ast.Dict):
+                models = {k.value: v for k, v in zip(node.value.keys, node.value.values)
+                          if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            else:
+                tables[node.targets[0].id] = node.value
+    table = models.get(name) or models.get(name.removesuffix("-quickgelu"))
+    if isinstance(table, ast.Name):
+        table = tables.get(table.id)
+    wanted = tag.lower().replace("-", "_")  # open_clip's _clean_tag
+    entries = []
+    if isinstance(table, ast.Call):
+        entries = [(kw.arg, kw.value) for kw in table.keywords if kw.arg]
+    elif isinstance(table, ast.Dict):
+        entries = [(k.value, v) for k, v in zip(table.keys, table.values) if isinstance(k, ast.Constant)]
+    for key, call in entries:
+        if str(key).lower().replace("-", "_") == wanted and isinstance(call, ast.Call):
+            kwargs = {kw.arg: kw.value.value for kw in call.keywords
+                      if kw.arg in ("hf_hub", "url") and isinstance(kw.value, ast.Constant)}
+            return kwargs.get("hf_hub", "") or "", kwargs.get("url", "") or ""
+    return None
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether `url`'s server answers a HEAD request within `timeout` seconds (any HTTP status counts;
+    proxies from the environment are used). Name resolution included: the probe runs in a thread."""
+    import urllib.error
+    import urllib.request
+
+    answered = threading.Event()
+
+    def probe():
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            answered.set()
+        except urllib.error.HTTPError:
+            answered.set()  # the server answered (401, 404, a redirect refused): it is reachable
+        except Exception:  # noqa: BLE001 - any other failure: not reachable
+            pass
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return answered.is_set()
+
+
+def _hf_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+@contextlib.contextmanager
+def _hf_offline_mode():
+    """huggingface_hub's offline mode for this load (cache only, no retries against an unreachable hub)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _is_download_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    return any(s in text for s in ("huggingface_hub", "Failed to download", "urllib", "URLError", "HTTPError",
+                                   "Connection", "timed out"))
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

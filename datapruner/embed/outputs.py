@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,18 +16,63 @@ METADATA_SCHEMA = pa.schema([
     ("shard", pa.string()), ("key", pa.string()), ("offset", pa.int64()), ("length", pa.int64()),
     ("uid", pa.string()), ("caption", pa.string()), ("label", pa.int64()),
 ])
+OURS = tuple(METADATA_SCHEMA.names)  # a source's own column of one of these names loses to ours
 ERRORS_SCHEMA = pa.schema([("shard", pa.string()), ("key", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
 
 
 def write_embed_part(run: RunDir, part: str, shard: str, img: np.ndarray, txt: np.ndarray | None,
                      rows: list[dict], errors: list[dict]) -> None:
-    """Errors and text first, metadata last: metadata present means the part's embeddings are."""
+    """Errors and text first, metadata last: metadata present means the part's embeddings are. A row's
+    keys beyond METADATA_SCHEMA (the source's per-sample fields) become extra columns."""
+    write_embed_table(run, part, shard, img, txt, metadata_table(rows), errors)
+
+
+def write_embed_table(run: RunDir, part: str, shard: str, img: np.ndarray, txt: np.ndarray | None,
+                      meta: pa.Table, errors: list[dict]) -> None:
     own = run.own_embeddings
     write_errors(run, part, shard, errors)
     save_npy(run.img_emb(part, own), img.astype(np.float16))
     if txt is not None:
         save_npy(run.text_emb(part, own), txt.astype(np.float16))
-    save_parquet(run.metadata(part, own), pa.Table.from_pylist(rows, schema=METADATA_SCHEMA))
+    save_parquet(run.metadata(part, own), meta)
+
+
+def metadata_table(rows: list[dict]) -> pa.Table:
+    """METADATA_SCHEMA's columns, then every other key of the rows (sorted) as a column of scalars."""
+    table = pa.Table.from_pylist([{k: r.get(k) for k in OURS} for r in rows], schema=METADATA_SCHEMA)
+    for name in sorted({k for r in rows for k in r} - set(OURS)):
+        table = table.append_column(name, scalar_column([r.get(name) for r in rows]))
+    return table
+
+
+def scalar_column(values: list) -> pa.Array:
+    """Scalars as Arrow infers them; nested values as JSON text; a column of mixed kinds as strings."""
+    values = [_json_text(v) if isinstance(v, (dict, list, tuple)) else v for v in values]
+    try:
+        column = pa.array(values)
+        return pa.nulls(len(values), pa.string()) if pa.types.is_null(column.type) else column
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else v if isinstance(v, str) else _json_text(v) for v in values], pa.string())
+
+
+def sane_columns(table: pa.Table) -> pa.Table:
+    """A source's metadata with nested columns (lists, structs, maps) as JSON text, dictionaries decoded and
+    all-null columns as strings."""
+    for i, f in enumerate(table.schema):
+        t = f.type
+        if pa.types.is_null(t):  # a column with no value in this part: text, so parts and joins agree
+            table = table.set_column(i, f.name, pa.nulls(table.num_rows, pa.string()))
+        elif pa.types.is_dictionary(t):
+            table = table.set_column(i, f.name, table.column(i).cast(t.value_type))
+        elif pa.types.is_nested(t):
+            table = table.set_column(i, f.name, pa.array([None if v is None else _json_text(v)
+                                                          for v in table.column(i).to_pylist()], pa.string()))
+    return table
+
+
+def _json_text(value) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_errors(run: RunDir, part: str, shard: str, errors: list[dict]) -> None:
@@ -41,7 +88,9 @@ def count_parts(run: RunDir) -> dict:
             valid += pq.ParquetFile(run.metadata(part)).metadata.num_rows
         if run.errors(part).exists():
             errors += pq.ParquetFile(run.errors(part)).metadata.num_rows
-    return {"valid": valid, "errors": errors}
+    from datapruner.embed.join import unmatched_counts
+
+    return {"valid": valid, "errors": errors, **unmatched_counts(run)}
 
 
 def read_metadata(run: RunDir, part: str, shard: str) -> pa.Table:

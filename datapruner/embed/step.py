@@ -2,7 +2,9 @@
 
 Decode workers are a torch DataLoader over whole shards (embed/stream.py); each shard's part is
 written as soon as its last batch is embedded and yielded to the loop, which marks it.
-With precomputed embeddings (`--embeddings DIR`) the step only checks each part is there.
+With precomputed embeddings (`--embeddings DIR`) the index, scan and join steps have matched its rows
+to the shards' samples (embed/join.py) and this step writes the run's own parts from them
+(embed/precomputed.py), so every later step reads RUN/embeddings alike.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import os
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
+from datapruner import progress
 from datapruner.embed.outputs import write_embed_part
 from datapruner.io.rundir import RunDir
 
@@ -47,10 +49,9 @@ def setup(ctx):
 
 def run(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
     if ctx.cfg.embeddings:
-        from datapruner.embed.precomputed import check_part
+        from datapruner.embed.precomputed import build_parts
 
-        for part in part_ids:
-            yield part, check_part(ctx.run, part)
+        yield from build_parts(ctx, part_ids)
         return
     yield from embed_parts(ctx, part_ids, clip)
 
@@ -69,11 +70,14 @@ def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
     loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, cfg.batch_size), batch_size=None,
                                          num_workers=workers, prefetch_factor=2 if workers else None)
     pending: dict[int, dict] = {}
+    estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
     with threads_beside_workers(clip.device, workers), \
-            tqdm(total=None, unit="sample", desc="embed", disable=not ctx.progress) as bar:
+            progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
         for b in loader:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
             _embed_into(buf, b, clip)
+            ends = [r["offset"] + r["length"] for r in b["rows"] if r.get("offset") is not None]
+            bar.set_total(estimate.read(b["index"], len(b["rows"]), max(ends, default=None), b["last"]))
             bar.update(len(b["rows"]))
             if b["last"]:
                 part = ids[b["index"]]

@@ -9,7 +9,7 @@ import torch
 import torch.utils.data
 
 from datapruner.config import Config
-from datapruner.embed.decode import UnusableSample, decode_image, image_bytes, text_fields
+from datapruner.embed.decode import UnusableSample, beside_rows, decode_image, extras, image_bytes, text_fields
 from datapruner.io.shards import open_shard
 from datapruner.io.tar_samples import SHARD_KEY, iter_samples
 from datapruner.reasons import reason
@@ -39,10 +39,11 @@ def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterato
     Every sample read becomes a row or an error; a shard that cannot be opened becomes one error row.
     """
     batch = _empty_batch(task)
+    beside = beside_rows(task.url)  # img2dataset's per-shard parquet: its columns join the metadata
     try:
         with open_shard(task.url) as stream:
             for sample in iter_samples(stream, decoder.allow_unsafe_names):
-                _add_sample(batch, sample, decoder)
+                _add_sample(batch, sample, decoder, beside)
                 if len(batch["rows"]) == batch_size:
                     yield batch
                     batch = _empty_batch(task)
@@ -57,7 +58,7 @@ def _empty_batch(task: ShardTask) -> dict:
     return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False}
 
 
-def _add_sample(batch: dict, sample, decoder: Decoder) -> None:
+def _add_sample(batch: dict, sample, decoder: Decoder, beside: dict | None = None) -> None:
     if sample.error:
         batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
         return
@@ -68,7 +69,8 @@ def _add_sample(batch: dict, sample, decoder: Decoder) -> None:
     except UnusableSample as exc:
         batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
         return
-    row = {"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length}
+    row = {**(beside or {}).get(sample.key, {}), **extras(sample.members)}  # the source's fields; ours win
+    row.update({"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length})
     row.update(fields)
     batch["images"].append(image)
     batch["rows"].append(row)

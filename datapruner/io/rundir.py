@@ -59,7 +59,7 @@ class RunDir:
         n = len(self.shards())
         return [part_id(i, n) for i in range(n)]
 
-    # embeddings (read from the run's own folder, or the precomputed folder it was pointed at) ------------
+    # embeddings (the run's own; runs made before precomputed embeddings were joined may link a folder) -----
     @property
     def own_embeddings(self) -> Path:
         return self.root / "embeddings"
@@ -77,6 +77,31 @@ class RunDir:
 
     def metadata(self, part: str, root: Path | None = None) -> Path:
         return (root or self.embeddings_root) / f"metadata/metadata_{part}.parquet"
+
+    # precomputed embeddings joined to the shards (embed/join.py): RUN/join/, removed by nothing but the loop
+    @property
+    def precomputed(self) -> dict | None:
+        """The precomputed layout recorded when the command started (embed/layouts.Layout), or None."""
+        return self.read_run_json().get("precomputed") if self.exists() else None
+
+    def join_index(self, source_part: str) -> Path:
+        """One source part's rows (join value, row, its metadata), one row group per hash bucket."""
+        return self.root / f"join/index/part-{source_part}.parquet"
+
+    def join_samples(self, part: str) -> Path:
+        """One input shard's samples as scanned (metadata columns, position, join value)."""
+        return self.root / f"join/samples/samples_{part}.parquet"
+
+    def join_scan_errors(self, part: str) -> Path:
+        return self.root / f"join/samples/errors_{part}.parquet"
+
+    def join_sample_index(self, part: str) -> Path:
+        """One input shard's (join value, position), one row group per hash bucket."""
+        return self.root / f"join/samples/index_{part}.parquet"
+
+    def join_matches(self, bucket: str) -> Path:
+        """One bucket's matches (shard, position, source part, row, source metadata), a row group per shard."""
+        return self.root / f"join/matches/bucket-{bucket}.parquet"
 
     @property
     def errors_dir(self) -> Path:
@@ -131,11 +156,21 @@ class RunDir:
     def shards_dir(self) -> Path:
         return self.root / "shards"
 
-    def shard(self, j: int) -> Path:
-        return self.shards_dir / f"{j:06d}.tar"
+    def shard(self, name: str) -> Path:
+        """Output shard `name` (an `output_name`), as img2dataset lays a folder out: NAME.tar, NAME.parquet
+        (its rows) and NAME_stats.json beside it, and sizes.json for the folder."""
+        return self.shards_dir / f"{name}.tar"
 
-    def shard_stats(self, j: int) -> Path:
-        return self.shards_dir / f"{j:06d}_stats.json"
+    def shard_stats(self, name: str) -> Path:
+        return self.shards_dir / f"{name}_stats.json"
+
+    def shard_parquet(self, name: str) -> Path:
+        return self.shards_dir / f"{name}.parquet"
+
+    @property
+    def sizes_json(self) -> Path:
+        """{shard file name: samples}, read by open_clip's get_dataset_size and DataComp's resharder."""
+        return self.shards_dir / "sizes.json"
 
     @property
     def report_dir(self) -> Path:
@@ -271,6 +306,11 @@ def _load_json(path: Path):
 
 def _dead(holder: dict) -> bool:
     return holder.get("host") == HOST and not pid_alive(int(holder.get("pid", 0)))
+
+
+def output_name(j: int, prefix: str = "", digits: int = 6) -> str:
+    """Output shard j's file stem: `{prefix}{j:0{digits}d}` (img2dataset writes 5 digits, DataComp 8)."""
+    return f"{prefix}{j:0{digits}d}"
 
 
 def part_id(index: int, count: int) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import logging
+import os
 import subprocess
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator
@@ -83,6 +85,60 @@ def _full_url(fs, original: str, path: str) -> str:
 def _few(names: list[str], n: int = 3) -> str:
     more = f" and {len(names) - n} more" if len(names) > n else ""
     return ", ".join(names[:n]) + more
+
+
+@contextmanager
+def storage_options(options: dict | None, urls: Iterable[str]) -> Iterator[None]:
+    """fsspec storage options (credentials, an endpoint...) for the filesystems of `urls` (their
+    protocols: s3, gs, ...; local paths need none) while the block runs: every fsspec open and listing in this process (shards,
+    byte ranges, precomputed embeddings) uses them, and so do the processes it starts (decode workers,
+    Ray tasks: `storage_env()`), through fsspec's `FSSPEC_<PROTOCOL>` environment variables. Nothing
+    is written to the run directory (they are credentials, not inputs: no token holds them)."""
+    protocols = sorted({protocol_of(url) for url in urls if url and not url.startswith("pipe:")} - LOCAL)
+    if not options or not protocols:
+        yield
+        return
+    from fsspec.config import conf
+
+    saved_conf = {p: conf.get(p) for p in protocols}
+    saved_env = {p: os.environ.get(_env_name(p)) for p in protocols}
+    for p in protocols:
+        conf[p] = {**(conf.get(p) or {}), **options}
+        if "_" not in p:  # fsspec reads FSSPEC_<PROTOCOL>_<KWARG> as one option
+            os.environ[_env_name(p)] = json.dumps(conf[p])
+            _ENV.add(_env_name(p))
+    try:
+        yield
+    finally:
+        for p in protocols:
+            if saved_conf[p] is None:
+                conf.pop(p, None)
+            else:
+                conf[p] = saved_conf[p]
+            if saved_env[p] is None:
+                os.environ.pop(_env_name(p), None)
+                _ENV.discard(_env_name(p))
+            else:
+                os.environ[_env_name(p)] = saved_env[p]
+
+
+LOCAL = {"file", "local"}  # local paths need no storage options
+_ENV: set[str] = set()  # the FSSPEC_<PROTOCOL> variables storage_options set
+
+
+def storage_env() -> dict[str, str]:
+    """The environment variables that carry the active storage options to another process (a Ray task's
+    runtime_env)."""
+    return {name: os.environ[name] for name in sorted(_ENV) if name in os.environ}
+
+
+def protocol_of(url: str) -> str:
+    protocol, _ = fsspec.core.split_protocol(url)
+    return (protocol or "file").split("::")[-1]
+
+
+def _env_name(protocol: str) -> str:
+    return "FSSPEC_" + protocol.upper().replace("-", "_")
 
 
 @contextmanager

@@ -36,3 +36,20 @@ def thumbnail_uri(shard: str, offset: int, length: int, size: int = 96, max_pixe
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
+
+
+def figure(row: dict, metric: str | None, size: int = 96, max_pixels: int | None = None) -> dict:
+    """What the template shows of one sample: its thumbnail (or None), caption, key, score and status."""
+    uri = None
+    if row.get("offset") is not None and row.get("length") is not None:
+        try:
+            uri = thumbnail_uri(row["shard"], row["offset"], row["length"], size, max_pixels)
+        except OSError:
+            uri = None
+    score = row.get(f"score_{metric}") if metric else None
+    caption = row.get("caption") or ""
+    return {"uri": uri, "key": row.get("key", ""), "shard": row.get("shard", ""),
+            "caption": caption if len(caption) <= 120 else caption[:117] + "…",
+            "score": None if score is None else f"{score:.4g}", "kept": bool(row.get("kept")),
+            "reason": row.get("reason", ""), "cluster": row.get("cluster"), "label": row.get("label"),
+            "similarity": None if row.get("similarity") is None else f"{row['similarity']:.4f}"}

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 
-from tqdm import tqdm
-
+from datapruner import progress as progress_
 from datapruner.config import Config
 
 
@@ -18,9 +17,10 @@ class LocalRunner:
         self.cfg = cfg
 
     def map(self, task, parts: list[str], desc: str, progress: bool = True) -> list[dict]:
-        """Run `task` over `parts`; returns each part's result, in the order the parts finished."""
+        """Run `task` over `parts`; returns each part's result, in the order the parts finished.
+        Progress: a bar on a terminal, `datapruner.progress` log lines elsewhere (datapruner/progress.py)."""
         results = []
-        with tqdm(total=len(parts), desc=desc, unit="part", disable=not progress) as bar:
+        with progress_.bar(desc, total=len(parts), unit="part", enabled=progress) as bar:
             if task.has_setup or self.cfg.workers <= 1 or len(parts) <= 1:
                 for _, result in task(task.setup(), parts):
                     results.append(result)

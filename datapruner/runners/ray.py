@@ -10,24 +10,142 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
 
-from tqdm import tqdm
-
+from datapruner import progress as progress_
 from datapruner.config import Config
+from datapruner.errors import DataprunerError
 
 log = logging.getLogger(__name__)
 RETRIES = 2  # a task or actor that dies (node lost, OOM kill) is retried; its finished parts are kept
+CONNECT_TIMEOUT_S = 5  # to reach a cluster's GCS, then for it to accept us (RAY_gcs_server_port_wait_time_s)
+AUTH_HINT = ("if the cluster uses token authentication (the default of `ray start --head`), give this machine its "
+             "token: `ray get-auth-token` on the head node, into ~/.ray/auth_token or RAY_AUTH_TOKEN")
 
 
 def connect(cfg: Config) -> None:
-    """Join cfg.ray_address (or RAY_ADDRESS, or a new local Ray) unless this process already has."""
+    """Join cfg.ray_address (or RAY_ADDRESS, or a new local Ray) unless this process already has.
+
+    Against an existing cluster the token is found the way Ray's own CLI finds it (`ray start`,
+    `ray status`): with RAY_AUTH_MODE unset, a token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token turns token authentication on. A cluster that cannot be reached, or refuses us,
+    is one DataprunerError within seconds, saying what to set."""
     import ray
 
     if ray.is_initialized():
         return
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {"runtime_env": cfg.ray_runtime_env} if cfg.ray_runtime_env else {}
-    ray.init(address=cfg.ray_address or None, **kwargs)
+    if not address:  # a new local Ray on this machine
+        ray.init(**kwargs)
+        log.info("ray cluster: %s", ray.cluster_resources())
+        return
+    check_reachable(address)
+    try:
+        with connect_timeout(), quiet_stderr() as captured:
+            use_token_like_ray_cli()
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ray.exceptions.RaySystemError) as exc:
+        raise connection_error(address, exc, captured.text) from None
+    except Exception as exc:  # ray's AuthenticationError and kin: still one line
+        if "auth" not in type(exc).__name__.lower():
+            raise
+        raise connection_error(address, exc, captured.text) from None
     log.info("ray cluster: %s", ray.cluster_resources())
+
+
+def check_reachable(address: str) -> None:
+    """HOST:PORT (or ray://HOST:PORT) answers a TCP connect within CONNECT_TIMEOUT_S ("auto" is found by Ray)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    if address == "auto" or "://" in address and not address.startswith("ray://"):
+        return
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise DataprunerError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, the address "
+                              "`ray start --head` prints), ray://HOST:10001 or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise DataprunerError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with "
+                              "`ray start --head` and pass the address it prints (--ray-address HOST:PORT, or "
+                              "RAY_ADDRESS), or leave both unset to start a local Ray") from None
+
+
+def use_token_like_ray_cli() -> None:
+    """What `ray start` does before it talks to a cluster: with RAY_AUTH_MODE unset, a token that exists
+    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) turns token authentication on
+    (ray.init does this only for address=auto)."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+@contextmanager
+def connect_timeout() -> Iterator[None]:
+    """Ray waits ~20 s for a GCS that refuses it; CONNECT_TIMEOUT_S is enough (the user's value wins)."""
+    name = "RAY_gcs_server_port_wait_time_s"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(CONNECT_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+class _Captured:
+    text = ""
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[_Captured]:
+    """Hold what is written to fd 2 (Ray's C++ core logs a retry line a second while it is refused):
+    shown as it was when the block succeeds, dropped when it fails (the error says it in one line)."""
+    captured = _Captured()
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield captured
+        return
+    with tempfile.TemporaryFile() as hold:
+        os.dup2(hold.fileno(), 2)
+        ok = False
+        try:
+            yield captured
+            ok = True
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            hold.seek(0)
+            data = hold.read()
+            captured.text = data.decode(errors="replace")
+            if ok and data:
+                os.write(2, data)
+
+
+def connection_error(address: str | None, exc: BaseException, stderr: str) -> DataprunerError:
+    chain, cause = [], exc
+    while cause is not None:
+        chain.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    seen = " ".join(chain) + " " + stderr
+    where = f"the Ray cluster at {address}" if address else "a local Ray"
+    if "InvalidAuthToken" in seen or "Unauthenticated" in seen or "token" in seen.lower() and "auth" in seen.lower():
+        return DataprunerError(f"{where} refused this machine's authentication token (or it has none): {AUTH_HINT}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataprunerError(f"cannot connect to {where} ({first}): check --ray-address / RAY_ADDRESS "
+                           f"(the address `ray start --head` prints); {AUTH_HINT}")
 
 
 class Worker:
@@ -56,14 +174,15 @@ class RayRunner:
             return []
         connect(self.cfg)
         batches = [parts[i:i + task.batch] for i in range(0, len(parts), task.batch)]
+        env = storage_runtime_env()
         if task.has_setup:
-            actors = start_actors(task, self.cfg, len(batches))
+            actors = start_actors(task, self.cfg, len(batches), env)
             try:
                 return collect(submit_to_pool(actors, batches), len(parts), desc, progress)
             finally:
                 for actor in actors:
                     ray.kill(actor)  # free their CPUs/GPUs for the next step
-        remote = ray.remote(run_task).options(num_cpus=self.cfg.ray_num_cpus_per_task, max_retries=RETRIES)
+        remote = ray.remote(run_task).options(num_cpus=self.cfg.ray_num_cpus_per_task, max_retries=RETRIES, **env)
         task_ref = ray.put(task)
         refs = [remote.remote(task_ref, batch) for batch in batches]
         return collect(as_completed(refs), len(parts), desc, progress)
@@ -71,7 +190,7 @@ class RayRunner:
 
 def collect(batches, total: int, desc: str, progress: bool) -> list[dict]:
     results = []
-    with tqdm(total=total, desc=desc, unit="part", disable=not progress) as bar:
+    with progress_.bar(desc, total=total, unit="part", enabled=progress) as bar:
         for batch in batches:
             results.extend(r for _, r in batch)
             bar.update(len(batch))
@@ -82,9 +201,13 @@ def as_completed(refs: list):
     import ray
 
     remaining = list(refs)
-    while remaining:
-        ready, remaining = ray.wait(remaining, num_returns=1)
-        yield ray.get(ready[0])
+    try:
+        while remaining:
+            ready, remaining = ray.wait(remaining, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        for ref in remaining:  # the driver stopped (an Airflow on_kill, Ctrl-C): stop what is not done
+            ray.cancel(ref)
 
 
 def submit_to_pool(actors: list, batches: list[list[str]]):
@@ -123,12 +246,22 @@ def actor_count(cfg: Config, cpus: float, gpus: float, n_batches: int) -> int:
     return max(1, min(wanted, n_batches))
 
 
-def start_actors(task, cfg: Config, n_batches: int) -> list:
+def storage_runtime_env() -> dict:
+    """The storage options the driver opens the source with (an Airflow connection's), for the tasks:
+    as fsspec's environment variables in their runtime_env (which the Ray dashboard shows: on a shared
+    cluster prefer credentials the nodes already have, such as instance roles)."""
+    from datapruner.io.shards import storage_env
+
+    env = storage_env()
+    return {"runtime_env": {"env_vars": env}} if env else {}
+
+
+def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> list:
     import ray
 
     cpus, gpus = actor_resources(cfg)
     n = actor_count(cfg, cpus, gpus, n_batches)
     log.info("%s: %d Ray actor(s), %s CPU and %s GPU each", task.step, n, cpus, gpus)
     actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
-                                       max_task_retries=RETRIES)
+                                       max_task_retries=RETRIES, **(env or {}))
     return [actor.remote(task) for _ in range(n)]

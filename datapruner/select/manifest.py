@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +15,8 @@ from datapruner.io.rundir import RunDir
 from datapruner.reasons import counted_as, invalid
 from datapruner.select.policy import budget_name, select_table
 from datapruner.select.scores import load_errors, load_scores
+
+log = logging.getLogger(__name__)
 
 
 def token(ctx, part: str) -> str:
@@ -42,14 +45,33 @@ def build_manifest(run: RunDir, keep: float, cfg: Config) -> dict:
     selected = select_table(scores, keep, cfg, notes)
     manifest = _with_error_rows(selected, load_errors(run))
     save_parquet(run.keep_parquet, manifest)
-    uids = datacomp_uids(selected.filter(selected.column("kept")))
-    if uids is not None:
-        save_npy(run.keep_uids, uids)
+    uid_counts = save_keep_uids(run, selected)
     summary = summarise(manifest, keep, cfg)
+    if uid_counts is not None:
+        summary["keep_uids"] = uid_counts
     if "budget_clusters" in notes:
         summary["budget"] = budget_report(run, notes["budget_clusters"], budget_name(cfg))
     write_json(run.summary_json, summary)
     return summary
+
+
+def save_keep_uids(run: RunDir, selected: pa.Table) -> dict | None:
+    """keep_uids.npy for the kept samples whose uid DataComp can read; None when the data has no uids.
+
+    Returns {"written", "missing", "not_hex"}: kept samples with no uid, or one that is not a 128-bit hex
+    number, are left out of the file (and logged once); the file exists when it lists any uid."""
+    if "uid" not in selected.column_names or selected.column("uid").null_count == selected.num_rows:
+        return None
+    kept = selected.filter(selected.column("kept")).column("uid")
+    uids, skipped = datacomp_uids(kept)
+    if len(uids):
+        save_npy(run.keep_uids, uids)
+    counts = {"written": len(uids), "missing": skipped["missing"], "not_hex": skipped["not hex"]}
+    if counts["missing"] or counts["not_hex"]:
+        log.warning("%s lists %d kept uid(s); %d kept sample(s) left out: %d without a uid, %d not 128-bit hex",
+                    run.keep_uids, counts["written"], counts["missing"] + counts["not_hex"], counts["missing"],
+                    counts["not_hex"])
+    return counts
 
 
 def budget_report(run: RunDir, clusters: pa.Table, budget: str) -> dict:
@@ -72,17 +94,56 @@ def _with_error_rows(selected: pa.Table, errors: pa.Table | None) -> pa.Table:
     return pa.concat_tables([selected, rows], promote_options="default")
 
 
-def datacomp_uids(kept: pa.Table) -> np.ndarray | None:
-    """DataComp's subset format: each 128-bit hex uid as two uint64 (high, low), sorted."""
-    if "uid" not in kept.column_names or kept.column("uid").null_count == kept.num_rows:
-        return None
-    hexes = [u for u in kept.column("uid").to_pylist() if u is not None]
-    try:
-        pairs = [(int(u[:16], 16), int(u[16:32], 16)) for u in hexes]
-    except ValueError:
-        return None  # uids that are not DataComp hex strings: the parquet manifest still has them
-    out = np.array(pairs, dtype=np.dtype("u8,u8"))
+U16 = np.dtype("u8,u8")  # DataComp's subset dtype (resharder.py `u16`)
+_HEX_32 = "^[0-9a-fA-F]{1,32}$"
+
+
+def datacomp_uids(uids: pa.Array | pa.ChunkedArray | list) -> tuple[np.ndarray, collections.Counter]:
+    """DataComp's subset format, by value as its resharder computes it: each uid is
+    `divmod(int(uid, 16), 2**64)` → (high, low) as np.dtype("u8,u8"), and the array is sorted (the
+    resharder binary-searches it). So a uid whose leading zeros were dropped is the same number.
+
+    Returns the array and the uids left out by why: "missing" (null) or "not hex" (what int(uid, 16)
+    refuses, or a number outside [0, 2**128), which DataComp could not store either)."""
+    column = uids if isinstance(uids, (pa.Array, pa.ChunkedArray)) else pa.array(uids, pa.string())
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    skipped = collections.Counter(missing=column.null_count)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        skipped["not hex"] = len(column) - column.null_count
+        return np.zeros(0, U16), skipped
+    plain = pc.fill_null(pc.match_substring_regex(column, _HEX_32), False)
+    fast = _hex_pairs(column.filter(plain))
+    others = column.filter(pc.and_(pc.invert(plain), pc.is_valid(column))).to_pylist()
+    slow = []
+    for uid in others:  # what int() also takes: "0x" prefixes, "_" separators, surrounding blanks
+        try:
+            value = int(uid, 16)
+        except ValueError:
+            value = -1
+        if 0 <= value < 2**128:
+            slow.append(divmod(value, 2**64))
+        else:
+            skipped["not hex"] += 1
+    out = np.concatenate([fast, np.array(slow, U16)]) if slow else fast
     out.sort()
+    return out, skipped
+
+
+def _hex_pairs(column: pa.Array) -> np.ndarray:
+    """(high, low) of hex strings of 1 to 32 digits, vectorised: left-padded to 32 digits, as numbers."""
+    out = np.zeros(len(column), U16)
+    if not len(column):
+        return out
+    padded = pc.cast(pc.utf8_lpad(column, 32, "0"), pa.binary(32))
+    chars = np.frombuffer(padded.buffers()[1], np.uint8, count=32 * (padded.offset + len(padded)))
+    chars = chars.reshape(-1, 32)[padded.offset:].astype(np.uint64)
+    digits = np.where(chars <= ord("9"), chars - ord("0"), (chars | 0x20) - (ord("a") - 10))
+    for field, cols in (("f0", range(0, 16)), ("f1", range(16, 32))):
+        value = np.zeros(len(column), np.uint64)
+        for c in cols:
+            value = (value << np.uint64(4)) | digits[:, c]
+        out[field] = value
     return out
 
 

@@ -1,7 +1,13 @@
-"""The write map step: each pruned shard is a copy of its kept samples' byte ranges, then two zero blocks."""
+"""The write map step: each pruned shard is a copy of its kept samples' byte ranges, then two zero blocks.
+
+The shards folder is laid out as img2dataset writes one, so open_clip, DataComp's resharder and
+img2dataset's readers take it as it is: NAME.tar, NAME.parquet (the shard's rows, in shard order, with
+every metadata column the source had and status "success"), NAME_stats.json (img2dataset's fields), and
+sizes.json ({NAME.tar: samples}, written by the plan, which knows every shard's count)."""
 
 from __future__ import annotations
 
+import json
 from itertools import groupby
 from typing import Iterable
 
@@ -10,25 +16,31 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datapruner.errors import DataprunerError
-from datapruner.io.atomic import atomic_path, write_json
+from datapruner.io.atomic import atomic_path, save_parquet, write_json
 from datapruner.io.ranges import read_ranges
-from datapruner.io.rundir import RunDir
+from datapruner.io.rundir import RunDir, output_name
 from datapruner.io.shards import open_shard, refuse_pipe
 from datapruner.io.tar_samples import iter_samples
+from datapruner.select.scores import source_columns
 
 END_OF_ARCHIVE = b"\0" * 1024
-PLAN_LAYOUT = "row group per output shard, cut at repeated keys"  # in the plan's token: older plans are redone
+PLAN_LAYOUT = "row group per output shard, cut at repeated keys; metadata columns; names"  # in the plan's
+# token: older plans are redone
+NAMES_KEY = b"datapruner.output_shards"  # the plan's schema metadata: output shard j's name, for every j
 
 
 def write_plan(run: RunDir, allow_pipe: bool = False, allow_unsafe_names: bool = False) -> pa.Table:
-    """Kept rows in source order (shard index, then offset), with byte ranges filled in."""
-    manifest = pq.read_table(run.keep_parquet, columns=["shard", "key", "kept", "offset", "length"])
+    """Kept rows in source order (shard index, then offset), with byte ranges filled in and the source's
+    metadata columns (for each output shard's parquet)."""
+    carried = source_columns(pq.read_schema(run.keep_parquet).names)
+    manifest = pq.read_table(run.keep_parquet, columns=["shard", "key", "kept", "offset", "length", *carried])
     refuse_pipe_shards(run, manifest.column("shard").unique().to_pylist(), str(run.keep_parquet), allow_pipe)
     kept = manifest.filter(manifest.column("kept")).drop_columns(["kept"])
     kept = _fill_missing_ranges(kept, allow_unsafe_names)
     order = {url: i for i, url in enumerate(run.shards())}
     shard_index = pa.array([order[s] for s in kept.column("shard").to_pylist()], pa.int64())
-    return kept.append_column("shard_index", shard_index).sort_by([("shard_index", "ascending"), ("offset", "ascending")])
+    kept = kept.append_column("__shard_index", shard_index)  # a name no source column has
+    return kept.sort_by([("__shard_index", "ascending"), ("offset", "ascending")]).drop_columns(["__shard_index"])
 
 
 def refuse_pipe_shards(run: RunDir, named: Iterable[str], where: str, allow_pipe: bool) -> None:
@@ -75,32 +87,54 @@ def _fill_missing_ranges(kept: pa.Table, allow_unsafe_names: bool) -> pa.Table:
 def plan_token(ctx, part: str) -> str:
     from datapruner.steps import barrier_digest, token_of
 
-    return token_of(barrier_digest(ctx, "select", "manifest"), ctx.cfg.shard_size, PLAN_LAYOUT)
+    cfg = ctx.cfg
+    return token_of(barrier_digest(ctx, "select", "manifest"), cfg.shard_size, cfg.output_prefix, cfg.output_digits,
+                    PLAN_LAYOUT)
 
 
 def plan_outputs(run: RunDir, part: str) -> list:
-    return [run.write_plan]
+    return [run.write_plan, run.sizes_json]
 
 
 def plan(ctx, part: str) -> dict:
-    """The kept rows in source order, one parquet row group per output shard (a write task reads only its own)."""
+    """The kept rows in source order, one parquet row group per output shard (a write task reads only its own),
+    the output shards' names in its schema metadata, and sizes.json for the shards folder."""
     table = write_plan(ctx.run, ctx.cfg.allow_pipe, ctx.cfg.allow_unsafe_names)
     bounds = output_shards(table.column("key").to_pylist(), ctx.cfg.shard_size)
-    with atomic_path(ctx.run.write_plan) as tmp, pq.ParquetWriter(tmp, table.schema) as writer:
+    names = [output_name(j, ctx.cfg.output_prefix, ctx.cfg.output_digits) for j in range(len(bounds))]
+    schema = table.schema.with_metadata({NAMES_KEY: json.dumps(names).encode()})
+    with atomic_path(ctx.run.write_plan) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for lo, hi in bounds:
             writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
+    write_json(ctx.run.sizes_json, sizes(names, bounds))
     return {"samples": table.num_rows, "output_shards": len(bounds)}
+
+
+def sizes(names: list[str], bounds: list[tuple[int, int]]) -> dict[str, int]:
+    """sizes.json: {shard file name: samples}. open_clip's get_dataset_size sums it over the shards it is
+    given (by base name); DataComp's resharder reads it as its shard table (--shard-table)."""
+    return {f"{name}.tar": hi - lo for name, (lo, hi) in zip(names, bounds)}
+
+
+def plan_names(path) -> list[str]:
+    """The output shards' names, in row group order, as the plan recorded them."""
+    file = pq.ParquetFile(path)
+    recorded = (file.schema_arrow.metadata or {}).get(NAMES_KEY)
+    if recorded is None:  # a plan of an older layout: its token is stale, the plan step redoes it
+        return [output_name(j) for j in range(file.metadata.num_row_groups)]
+    return json.loads(recorded)
 
 
 # write (map over output shards) --------------------------------------------------------------------------
 
 def parts(ctx) -> list[str]:
+    """One part per output shard, named as the shard (its row group index is its place in this list)."""
     from datapruner.steps import NotReady
 
     path = ctx.run.write_plan
     if ctx.run.read_marker("plan", "plan") is None or not path.exists():
         raise NotReady("no write plan")
-    return [f"{j:06d}" for j in range(pq.ParquetFile(path).metadata.num_row_groups)]
+    return plan_names(path)
 
 
 def token(ctx, part: str) -> str:
@@ -110,16 +144,17 @@ def token(ctx, part: str) -> str:
 
 
 def outputs(run: RunDir, part: str) -> list:
-    return [run.shard(int(part)), run.shard_stats(int(part))]
+    return [run.shard(part), run.shard_parquet(part), run.shard_stats(part)]
 
 
 def run(ctx, part_ids: list[str], state=None):
     plan_file = pq.ParquetFile(ctx.run.write_plan)
+    index = {name: j for j, name in enumerate(plan_names(ctx.run.write_plan))}
     for part in part_ids:
-        rows = plan_rows(plan_file, int(part))
+        rows = plan_rows(plan_file, index[part])
         refuse_pipe_shards(ctx.run, rows.column("shard").unique().to_pylist(), str(ctx.run.write_plan),
                            ctx.cfg.allow_pipe)
-        yield part, {"samples": write_one(ctx.run, int(part), rows)}
+        yield part, {"samples": write_one(ctx.run, part, rows)}
 
 
 def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:
@@ -127,16 +162,38 @@ def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:
     return plan_file.read_row_group(j)
 
 
-def write_one(run: RunDir, j: int, rows: pa.Table) -> int:
-    """Output shard j: its plan rows' byte ranges, copied, then the end-of-archive blocks."""
+def write_one(run: RunDir, name: str, rows: pa.Table) -> int:
+    """Output shard `name`: its plan rows' byte ranges, copied, then the end-of-archive blocks; then its
+    parquet and its stats (the tar first: a stats file present means its shard is)."""
     sources = []
-    with atomic_path(run.shard(j)) as tmp, open(tmp, "wb") as out:
+    with atomic_path(run.shard(name)) as tmp, open(tmp, "wb") as out:
         for shard, group in groupby(zip(rows.column("shard").to_pylist(), rows.column("offset").to_pylist(),
                                         rows.column("length").to_pylist()), key=lambda r: r[0]):
             for data in read_ranges(shard, [(o, n) for _, o, n in group]):
                 out.write(data)
             sources.append(shard)
         out.write(END_OF_ARCHIVE)
-    size = run.shard(j).stat().st_size
-    write_json(run.shard_stats(j), {"samples": rows.num_rows, "bytes": size, "sources": sources})
+    save_parquet(run.shard_parquet(name), shard_rows(rows))
+    write_json(run.shard_stats(name), shard_stats(rows.num_rows, run.shard(name).stat().st_size, sources))
     return rows.num_rows
+
+
+def shard_rows(rows: pa.Table) -> pa.Table:
+    """NAME.parquet, as img2dataset writes one beside each shard: key, the source's metadata columns (uid,
+    caption, url, width, height, sha256, …) and status "success" (every sample in the shard is one)."""
+    table = rows.select(["key", *source_columns(rows.column_names)]).replace_schema_metadata(None)
+    status = pa.array(["success"] * rows.num_rows, pa.string())
+    if "status" in table.column_names:
+        return table.set_column(table.schema.get_field_index("status"), "status", status)
+    return table.append_column("status", status)
+
+
+def shard_stats(count: int, size: int, sources: list[str]) -> dict:
+    """NAME_stats.json: img2dataset's fields (logger.write_stats), with fixed times (0) so that a rerun writes
+    the same bytes, then ours (samples, bytes, the source shards read).
+    DataComp's resharder reads `successes` as the shard's size; img2dataset's own reader, every field."""
+    return {
+        "count": count, "successes": count, "failed_to_download": 0, "failed_to_resize": 0,
+        "duration": 0.0, "start_time": 0.0, "end_time": 0.0, "status_dict": {"success": count},
+        "samples": count, "bytes": size, "sources": sources,
+    }

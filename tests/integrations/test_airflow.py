@@ -37,6 +37,9 @@ shard_size: 16
 """
 N_SHARDS = 4
 TIMEOUT_S = 300
+PROGRESS_INTERVAL_S = 0.2  # the tiny run's steps last seconds: progress lines every 0.2 s
+GUARDED_PASSWORD = "sesame"  # the storage option the guarded:// source needs (airflow_dag_runner.py)
+STORE_CONN = {"conn_type": "generic", "extra": {"password": GUARDED_PASSWORD}}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,8 @@ def airflow_env(tmp_path_factory) -> dict:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'home' / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_DATAPRUNER_STORE": json.dumps(STORE_CONN),  # a connection, as Airflow reads them from env
+        "DATAPRUNER_PROGRESS_INTERVAL": str(PROGRESS_INTERVAL_S),
     })
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    capture_output=True, timeout=TIMEOUT_S)
@@ -90,7 +95,19 @@ def run_example_dag(env: dict, tmp_path: Path, conf: dict, *options: str) -> dic
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     outcome = json.loads(result.read_text())
     assert outcome.get("state") == "success", proc.stdout[-5000:] + proc.stderr[-5000:]
+    outcome["log"] = proc.stdout + proc.stderr  # what the task logs held (dag.test logs to the console)
     return outcome
+
+
+def progress_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "datapruner.progress" in line]
+
+
+def events_by_asset(result: dict) -> dict[str, list[dict]]:
+    events: dict[str, list[dict]] = {}
+    for event in result["asset_events"]:
+        events.setdefault(event["name"], []).append(event)
+    return events
 
 
 def run_python(env: dict, code: str) -> str:
@@ -144,6 +161,26 @@ def test_example_dag_runs_and_writes_the_api_shards(airflow_env, inputs, api_sha
     assert write_xcom["summary"]["samples"] == round(inputs["keep"] * 80)
     assert len(json.dumps(result["tasks"]["select"]["xcom"])) < 2000  # counts and paths, no per-cluster lists
     assert pruned_shards(run_dir) == api_shards
+    assert (run_dir / "report" / "index.html").is_file()  # the report task ran
+
+
+def test_dag_test_emits_the_shards_and_manifest_assets(airflow_env, inputs, tmp_path):
+    """dag.test() records one event per asset in the metadata DB: the manifest from select, the shards
+    from write; each extra says where this run put them (a training DAG reads it)."""
+    run_dir = tmp_path / "run"
+    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir)})
+
+    events = events_by_asset(result)
+    assert set(events) == {"datapruner_pruned_shards", "datapruner_manifest"}
+    (shards,), (manifest,) = events["datapruner_pruned_shards"], events["datapruner_manifest"]
+    assert (shards["source_task_id"], manifest["source_task_id"]) == ("write", "select")
+    assert shards["extra"]["run_dir"] == str(run_dir) and shards["extra"]["shards"] == str(run_dir / "shards")
+    assert shards["extra"]["shard_files"] == len(pruned_shards(run_dir)) > 0
+    assert shards["extra"]["counts"]["kept"] == round(inputs["keep"] * 80)
+    assert manifest["extra"]["manifest"] == str(run_dir / "manifest" / "keep.parquet")
+
+    lines = progress_lines(result["log"])  # the embed step runs for seconds: lines every 0.2 s
+    assert any("embed: " in line for line in lines), "no datapruner.progress line from embed in the task log"
 
 
 def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_env, inputs, api_shards, tmp_path):
@@ -170,15 +207,40 @@ def test_embed_retried_after_failing_midway_resumes_to_the_same_shards(airflow_e
 
 
 def test_mapped_dag_fans_the_map_steps_out_and_writes_the_api_shards(airflow_env, inputs, api_shards, tmp_path):
+    """The mapped DAG, reading its source through storage options from an Airflow connection: the
+    guarded:// filesystem refuses to open without the connection's password."""
     run_dir = tmp_path / "run"
-    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir), "groups": 2},
-                             "--dag-id", "datapruner_prune_mapped")
+    conf = {**inputs, "src": "guarded://" + inputs["src"], "run_dir": str(run_dir), "groups": 2,
+            "conn_id": "datapruner_store"}
+    result = run_example_dag(airflow_env, tmp_path, conf, "--dag-id", "datapruner_prune_mapped",
+                             "--guarded-fs", GUARDED_PASSWORD)
 
     assert result["import_errors"] == {} and result["dag_found"]
     assert result["state"] == "success", result["tasks"]
     states = {t: o["state"] for t, o in result["tasks"].items()}
     assert set(states.values()) == {"success"}
     assert {t for t in states if "[" in t} == {f"{step}[{g}]" for step in MAP_STEPS for g in (0, 1)}
+    assert {t for t in states if "[" not in t} == ({s for s in STEP_NAMES if s not in MAP_STEPS}
+                                                   | {f"parts_{s}" for s in MAP_STEPS})
     assert result["tasks"]["parts_embed"]["xcom"] == [[0, 1], [2, 3]]
     assert result["tasks"]["parts_write"]["xcom"] == [[0], [1]]
+    assert pruned_shards(run_dir) == api_shards
+    events = events_by_asset(result)  # one shards event, after every mapped write
+    assert [e["source_task_id"] for e in events["datapruner_pruned_shards"]] == ["report"]
+    assert [e["source_task_id"] for e in events["datapruner_manifest"]] == ["select"]
+
+
+def test_killed_embed_task_stops_and_its_retry_resumes(airflow_env, inputs, api_shards, tmp_path):
+    """SIGTERM (what a worker's supervisor sends a task it stops) once embed has finished a part: on_kill
+    stops the step, the try fails, and Airflow's retry embeds only the parts not yet done."""
+    run_dir = tmp_path / "run"
+    result = run_example_dag(airflow_env, tmp_path, {**inputs, "run_dir": str(run_dir)},
+                             "--retry-delay-s", "0", "--sigterm-after", "embed=1")
+
+    embed = result["tasks"]["embed"]
+    assert embed["earlier_tries"] == ["failed"] and embed["try_number"] == 2
+    assert "stopped by on_kill" in result["log"]
+    reused = embed["xcom"]["summary"]["parts_reused"]
+    assert 1 <= reused < N_SHARDS and embed["xcom"]["summary"]["shards"] == N_SHARDS - reused
+    assert not list(run_dir.glob("_lock*"))
     assert pruned_shards(run_dir) == api_shards

@@ -118,7 +118,8 @@ def test_killed_embed_actors_are_restarted_and_the_run_finishes_identical(ray_ad
     assert killed_at, "the embed actors were never killed"
     if killed_at[0] == N_SHARDS:
         pytest.skip("the embed step finished before the kill")
-    assert summary["embed"]["shards"] == N_SHARDS
+    # a part marked just before its actor died is skipped by the retried call, not counted twice
+    assert summary["embed"]["shards"] <= N_SHARDS and _markers(run, "embed") == N_SHARDS
     assert _tree(run) == _tree(local_run)
 
 

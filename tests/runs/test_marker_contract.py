@@ -107,7 +107,7 @@ def test_a_new_selection_leaves_no_pruned_shard_or_report_of_the_old_one(base_ru
     assert not list((run / "shards").glob("*.tar"))  # the 0.3 shards are gone, and the summary says so
     assert summary["select"]["removed_stale"]["write"] > 0
     html = (run / "report/index.html").read_text()
-    assert "<td>kept</td><td>30</td>" in html  # rebuilt: 30 of 60, not the 18 of keep 0.3
+    assert "keep the hardest 50 %" in html and "keep the hardest 30 %" not in html  # rebuilt, not keep 0.3
     api.write(run, BASE, progress=False)
     assert outputs(run)["manifest/keep.parquet"] != outputs(base_run)["manifest/keep.parquet"]
     assert sum(1 for _ in (run / "shards").glob("*.tar")) == 2  # 30 kept / 16 per shard

@@ -1,0 +1,161 @@
+"""`datapruner --ray-address` against a real `ray start --head` cluster on 127.0.0.1, as docs/ray.md runs it.
+
+The cluster is this module's own: its own port, temp dir and HOME (so its token is the one `ray start`
+finds in that HOME's ~/.ray/auth_token, as a fresh head node's is). It runs with `--block`, and the
+teardown stops that process and whatever is left of this cluster (processes naming its temp dir), by
+pid: `ray stop` would stop every Ray on the machine, including the one other tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+from shardmaker import write_shards
+
+from datapruner import api
+from datapruner.config import Config
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+
+RAY = str(Path(sys.executable).with_name("ray"))
+N_SHARDS = 4
+COMPARED = ("embeddings", "scores", "manifest", "shards")
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def clean_env(home: Path) -> dict:
+    """No RAY_* settings (no RAY_AUTH_MODE, no RAY_ADDRESS): what a user has after `pip install`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["HOME"] = str(home)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="dpray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    home = root / "home"
+    home.mkdir()
+    env = clean_env(home)
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    log = open(root / "ray-start.log", "wb")
+    proc = subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                             "--temp-dir", str(root / "t"), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--block"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while b"Ray runtime started" not in (root / "ray-start.log").read_bytes():
+            assert proc.poll() is None, (root / "ray-start.log").read_text()[-3000:]
+            assert time.time() < deadline, "ray start --head did not start in time"
+            time.sleep(0.5)
+        assert answers(port)
+        yield {"address": f"127.0.0.1:{port}", "home": home, "root": root}
+    finally:
+        stop_cluster(proc, root)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_cluster(proc: subprocess.Popen, root: Path) -> None:
+    """`ray start --block` stops the processes it started when it gets SIGTERM; anything of this
+    cluster still alive after that (its command line names our temp dir) is killed by pid."""
+    import psutil
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if p.info["pid"] != os.getpid() and str(root) in " ".join(p.info["cmdline"] or []):
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ray_cluster_src")
+    write_shards(root, n_shards=N_SHARDS, per_shard=20)
+    return root
+
+
+def cfg(runner: str = "local") -> Config:
+    return Config(**TINY, clusters=4, shard_size=25, runner=runner)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for sub in COMPARED for p in sorted((root / sub).rglob("*")) if p.is_file() and ".tmp-" not in p.name}
+
+
+def cli_score(source: Path, run: Path, address: str) -> list[str]:
+    return [sys.executable, "-m", "datapruner.cli", "score", str(source), "--keep", "0.3", "--out", str(run),
+            "--model", "datapruner-tiny", "--pretrained", "none", "--batch-size", "8", "--num-workers", "0",
+            "--device", "cpu", "--clusters", "4", "--shard-size", "25", "--ray-address", address, "-q"]
+
+
+def test_cli_prunes_through_a_ray_start_head_cluster(cluster, source, tmp_path):
+    """No RAY_AUTH_MODE set: the token `ray start` used is found the way Ray's CLI finds it."""
+    local = tmp_path / "local"
+    api.prune(str(source), local, 0.3, cfg(), progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.run(cli_score(source, run, cluster["address"]), env=clean_env(cluster["home"]),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert tree(run) == tree(local)
+
+
+def test_a_refused_token_is_one_line_within_seconds(cluster, source, tmp_path):
+    """A machine without the cluster's token: one line saying where to put it, not 20 s of retries."""
+    stranger = tmp_path / "home"
+    stranger.mkdir()
+    started = time.monotonic()
+    proc = subprocess.run(cli_score(source, tmp_path / "run", cluster["address"]), env=clean_env(stranger),
+                          capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "InvalidAuthToken" not in proc.stderr, proc.stderr[-3000:]
+    hint = [line for line in proc.stderr.splitlines() if "ray get-auth-token" in line]
+    assert len(hint) == 1 and "token" in hint[0], proc.stderr[-3000:]
+    assert elapsed < 30, f"took {elapsed:.0f} s"
+
+
+def test_no_cluster_at_the_address_is_one_line_at_once(source, tmp_path):
+    started = time.monotonic()
+    proc = subprocess.run(cli_score(source, tmp_path / "run", f"127.0.0.1:{free_port()}"),
+                          env=clean_env(tmp_path), capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    hint = [line for line in proc.stderr.splitlines() if "ray start --head" in line]
+    assert len(hint) == 1, proc.stderr[-3000:]
+    assert elapsed < 30, f"took {elapsed:.0f} s"

@@ -1,0 +1,228 @@
+"""Issue #15 (CLI): what a person at a terminal, or reading a CI / Airflow log, sees of a run.
+
+INFO lines by default (-q: warnings only), --version, layered --config, a one-screen summary (--json for
+machines), progress as log lines when stderr is not a TTY, and an unreachable model hub failing in
+seconds with one line saying how to run offline. The CLI runs as a real subprocess on real shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from shardmaker import sample_members, write_shards, write_tar
+from typer.testing import CliRunner
+
+import datapruner
+from datapruner.cli import app
+from datapruner.config import load_config
+
+CLI = [sys.executable, "-m", "datapruner.cli"]
+TINY_FLAGS = ["--model", "datapruner-tiny", "--pretrained", "none", "--num-workers", "0", "--batch-size", "8",
+              "--clusters", "4", "--shard-size", "16"]
+INFO = re.compile(r"^\d\d:\d\d:\d\d INFO (\S+): ", re.M)
+PROGRESS = re.compile(r"^\d\d:\d\d:\d\d INFO datapruner\.progress: embed: (\d+)(/\d+)? (samples|parts)\b.*elapsed "
+                      r"\d+:\d\d:\d\d", re.M)
+
+
+def cli(args: list[str], timeout: float = 300, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **env})
+    return result, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory) -> Path:
+    """3 shards × 20 good samples, and a fourth shard with 3 good samples and one undecodable image."""
+    root = tmp_path_factory.mktemp("ux-src")
+    write_shards(root, n_shards=3, per_shard=20)
+    good = [(f"9{i:05d}", sample_members(900 + i, i % 4)) for i in range(3)]
+    write_tar(root / "shard-00003.tar", [*good, ("900099", {"jpg": b"not a jpeg at all", "txt": b"broken"})])
+    return root
+
+
+@pytest.fixture(scope="module")
+def scored(src, tmp_path_factory):
+    """One `datapruner score` run, stderr a pipe (not a TTY), progress logged every 0.2 s."""
+    out = tmp_path_factory.mktemp("ux-run") / "run"
+    result, _ = cli(["score", str(src), "--keep", "0.3", "-o", str(out), *TINY_FLAGS],
+                    DATAPRUNER_PROGRESS_INTERVAL="0.2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_info_lines_reach_stderr_by_default(scored):
+    _, result = scored
+    loggers = INFO.findall(result.stderr)
+    assert "datapruner.embed.model" in loggers, result.stderr[-3000:]  # "loading open_clip datapruner-tiny …"
+    assert "loading open_clip datapruner-tiny (pretrained=random init)" in result.stderr
+    assert len([name for name in loggers if name.startswith("datapruner.") and name != "datapruner.progress"]) >= 3
+    noisy = {name for name in loggers if not name.startswith("datapruner")}
+    assert not noisy, f"third-party INFO lines: {noisy}"
+    assert "Traceback" not in result.stderr
+
+
+def test_progress_is_logged_at_an_interval_when_stderr_is_not_a_tty(scored):
+    _, result = scored
+    lines = PROGRESS.findall(result.stderr)
+    assert lines, result.stderr[-3000:]
+    assert "\r" not in result.stderr  # no tqdm bar redrawn into a log
+    samples = [m for m in PROGRESS.finditer(result.stderr) if m.group(3) == "samples"]
+    assert any(m.group(2) for m in samples), "once a batch is read, the samples line has a total"
+    assert re.search(r"embed: \d+/\d+ samples \(\d+%\), [\d.]+ samples/s, elapsed \S+, ETA \d+:\d\d:\d\d",
+                     result.stderr)
+    assert re.search(r"INFO datapruner\.progress: embed: done, 63 samples in \d+:\d\d:\d\d", result.stderr)
+
+
+def test_the_summary_says_what_was_read_kept_removed_and_invalid(scored):
+    out, result = scored
+    text = result.stdout
+    assert "Traceback" not in text and not text.lstrip().startswith("{")
+    assert re.search(r"^read +4 shard\(s\), 64 sample\(s\)", text, re.M), text
+    assert re.search(r"^valid +63; invalid 1 .*1 invalid at decode: undecodable image", text, re.M), text
+    assert re.search(r"^kept +19 of 63 valid \(30\.2%\)", text, re.M), text
+    assert re.search(r"^removed +44 below the global budget", text, re.M), text
+    assert str(out / "shards") in text and str(out / "manifest/keep.parquet") in text
+    assert str(out / "report/index.html") in text
+    steps = re.search(r"^steps +(.*(\n {10}.*)*)", text, re.M)
+    assert steps and all(re.search(rf"\b{s} \d+\.\ds", steps.group(1)) for s in ("embed", "cluster", "select", "write"))
+    assert len(text.splitlines()) <= 20  # one screen
+
+
+def test_quiet_hides_info_and_json_parses(scored, tmp_path):
+    run = copy_of(scored[0], tmp_path)
+    result, _ = cli(["select", str(run), "--keep", "0.5", "-q", "--json"])
+    assert result.returncode == 0, result.stderr
+    assert not INFO.findall(result.stderr), result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["select"]["counts"] == {"samples": 64, "valid": 63, "invalid": 1, "kept": 32}
+    assert summary["select"]["reasons"]["invalid at decode: undecodable image"] == 1
+    assert isinstance(summary["select"]["seconds"], float)
+    before, _ = cli(["-q", "select", str(run), "--keep", "0.4"])  # -q before the command name works too
+    assert before.returncode == 0 and not INFO.findall(before.stderr), before.stderr
+    assert re.search(r"^kept +25 of 63 valid", before.stdout, re.M), before.stdout
+
+
+def test_verbose_shows_debug_and_a_traceback_for_a_users_error(tmp_path):
+    result, _ = cli(["cluster", str(tmp_path / "no-run"), "-v"])
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    plain, _ = cli(["cluster", str(tmp_path / "no-run")])
+    assert plain.returncode == 2 and len(plain.stderr.strip().splitlines()) == 1
+
+
+def test_version():
+    result, seconds = cli(["--version"], timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"datapruner {datapruner.__version__}"
+    assert seconds < 5
+
+
+def test_shell_completion_is_offered_and_completes():
+    result, _ = cli(["--help"], timeout=60)
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+    words, _ = cli([], timeout=60, COMP_WORDS="datapruner score --ke", COMP_CWORD="2",
+                   _DATAPRUNER_COMPLETE="complete_bash")
+    assert words.stdout.split() == ["--keep"], words.stdout + words.stderr
+
+
+def test_layered_configs_later_files_and_then_flags_win(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(yaml.safe_dump({"keep": 0.2, "metric": "random", "order": "hard", "clusters": 7,
+                                     "metric_options": {"dbp": {"tau": 0.05, "beta": 0.5}}}))
+    second.write_text(yaml.safe_dump({"keep": 0.3, "order": "easy", "metric_options": {"dbp": {"beta": 0}}}))
+    cfg = load_config([first, second], keep=0.4)
+    assert (cfg.keep, cfg.metric, cfg.order, cfg.clusters) == (0.4, "random", "easy", 7)
+    assert cfg.metric_options == {"dbp": {"tau": 0.05, "beta": 0}}
+    assert load_config(first).keep == 0.2 and load_config(str(second)).order == "easy"  # one path still works
+    assert load_config([second, first]).order == "hard"
+
+
+def test_layered_configs_on_the_command_line(scored, tmp_path):
+    run = copy_of(scored[0], tmp_path)
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("keep: 0.2\nmetric: random\n")
+    second.write_text("keep: 0.25\norder: easy\n")
+    result = CliRunner().invoke(app, ["select", str(run), "-c", str(first), "--config", str(second), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    select = json.loads(result.stdout)["select"]
+    assert select["keep_fraction"] == 0.25 and select["policy"]["metric"] == "random"
+    flagged = CliRunner().invoke(app, ["select", str(run), "-c", str(first), "-c", str(second), "--keep", "0.5",
+                                       "-q", "--json"])
+    assert json.loads(flagged.stdout)["select"]["keep_fraction"] == 0.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("keep: [0.3\n")
+    broken = CliRunner().invoke(app, ["select", str(run), "-c", str(first), "-c", str(bad)])
+    assert broken.exit_code == 2 and "bad.yaml: not valid YAML" in broken.output
+
+
+def _hub_endpoint_env() -> dict:
+    """This machine's real hub when it cannot be reached (no internet); elsewhere a local port that refuses
+    connections, so the test never downloads."""
+    from datapruner.embed.model import reachable
+
+    return {} if not reachable("https://huggingface.co") else {"HF_ENDPOINT": "http://127.0.0.1:9"}
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_one_line_saying_how_to_run_offline(src, tmp_path):
+    env = {**_hub_endpoint_env(), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    result, seconds = cli(["score", str(src), "--keep", "0.3", "-o", str(tmp_path / "out"), "--num-workers", "0"],
+                          timeout=60, **env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert seconds < 10, f"{seconds:.1f} s"
+    assert len(errors) == 1 and "Traceback" not in result.stderr and "Retrying" not in result.stderr, result.stderr
+    for hint in ("--pretrained FILE", "--pretrained none", "configs/offline-demo.yaml", "HF_HUB_OFFLINE=1"):
+        assert hint in errors[0]
+    offline, seconds = cli(["score", str(src), "--keep", "0.3", "-o", str(tmp_path / "out2"), "--num-workers", "0"],
+                           timeout=60, **{**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 2 and seconds < 10 and "not in the Hugging Face cache" in offline.stderr
+
+
+LOAD_CACHED = """
+import logging, sys, time
+logging.basicConfig(level=logging.INFO)
+from datapruner.embed.model import load_clip
+start = time.perf_counter()
+clip = load_clip("ViT-B-32", "laion2b_s34b_b79k", "cpu")
+print("loaded", clip.dim, round(time.perf_counter() - start, 1))
+"""
+
+MAKE_CACHE = """
+import sys, open_clip, torch
+from safetensors.torch import save_file
+model = open_clip.create_model("ViT-B-32", pretrained=None)
+save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_weights_in_the_cache_load_without_the_hub(tmp_path):
+    """A filled Hugging Face cache (here: a random ViT-B-32 saved where the laion2b tag's file goes) loads
+    with the hub unreachable, without retries, whether or not HF_HUB_OFFLINE is set."""
+    snapshot = tmp_path / "hub/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (tmp_path / "hub/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/refs").mkdir()
+    (tmp_path / "hub/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/refs/main").write_text("0" * 40)
+    subprocess.run([sys.executable, "-c", MAKE_CACHE, str(snapshot / "open_clip_model.safetensors")], check=True,
+                   timeout=300)
+    for offline in ("0", "1"):
+        env = {**os.environ, **_hub_endpoint_env(), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": offline}
+        result = subprocess.run([sys.executable, "-c", LOAD_CACHED], capture_output=True, text=True, timeout=300,
+                                env=env)
+        assert result.returncode == 0 and "loaded 512" in result.stdout, result.stderr[-3000:]
+        assert "Retrying" not in result.stderr
