@@ -67,3 +67,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A semdedup + dbp run (end to end, tiny random-init model, through the CLI) over test shards with
+    copies and bad samples: what the report tests look at."""
+    from typer.testing import CliRunner
+
+    sys.path.insert(0, str(Path(__file__).parent / "report"))
+    from reportdemo import DEMO_POLICY, write_demo_source
+
+    from datapruner.cli import app
+
+    root = tmp_path_factory.mktemp("report-demo")
+    src = write_demo_source(root / "src")
+    run = root / "run"
+    args = ["score", str(src), "--keep", "0.4", "--out", str(run), "--model", "datapruner-tiny", "--pretrained", "none",
+            "--device", "cpu", "--batch-size", "16", "--num-workers", "0", "--clusters", "4", "--shard-size", "16",
+            "-q", *DEMO_POLICY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(demo_run, dst)
+    return dst
