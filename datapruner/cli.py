@@ -570,8 +570,8 @@ def _step_lines(summary: dict) -> list[str]:
     items = []
     for name in STEP_NAMES:
         step = summary.get(name)
-        if not isinstance(step, dict) or "seconds" not in step:
-            continue
+        if not isinstance(step, dict) or "seconds" not in step or step.get("parts") == 0:
+            continue  # a step with nothing to do here (index, scan, join without --embeddings; fit without a fitted metric)
         text = f"{name} {_duration(step['seconds'])}"
         if step.get("parts") and step.get("parts_reused") == step["parts"]:
             text += " (done before)"

@@ -10,7 +10,7 @@
     fit       barrier  the fitted metrics      assign, the metric's options, seed             metrics/<name>/
     score     map      input shards            every metric's token                           scores/
     select    barrier  manifest                the policy and its metrics' tokens             manifest/
-    plan      barrier  plan                    the manifest, shard size                       manifest/write_plan.parquet
+    plan      barrier  plan                    the manifest, shard size, output names         write_plan.parquet, shards/sizes.json
     write     map      output shards           the plan                                       shards/
     report    barrier  report                  the manifest, the written shards               report/index.html
 
