@@ -50,12 +50,14 @@ def scored_run(tmp_path_factory, shard_dir) -> Path:
     return run
 
 
+def _private_copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
 @pytest.fixture
 def run_copy(scored_run, tmp_path) -> Path:
     """A private copy of the shared run, for tests that change it."""
-    dst = tmp_path / "run"
-    shutil.copytree(scored_run, dst)
-    return dst
+    return _private_copy(scored_run, tmp_path)
 
 
 @pytest.fixture
@@ -93,6 +95,4 @@ def demo_run(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def demo_copy(demo_run, tmp_path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(demo_run, dst)
-    return dst
+    return _private_copy(demo_run, tmp_path)
