@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
-import logging
 import sys
 import time
-import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -17,8 +13,10 @@ import typer
 import yaml
 
 from datapruner.config import Config, load_config, yaml_problem
-from datapruner.errors import DataprunerError, OutputError
-from datapruner.summary_text import summary_lines, verify_lines
+from datapruner.cli_errors import print_error, user_errors
+from datapruner.cli_logging import cli_logging
+from datapruner.errors import DataprunerError
+from datapruner.summary_text import one_screen, summary_lines, verify_lines
 
 app = typer.Typer(help="Prune image-text WebDataset datasets: embed, cluster, score, select, write.",
                   no_args_is_help=True, add_completion=True)
@@ -59,52 +57,6 @@ MetricOptionOpt = typer.Option(None, "--metric-option", help="Metric options, re
                                "e.g. dbp:tau=0.05,neighbours=10 or el2n:models=2. Merged over the config file's.")
 
 
-# third-party loggers that speak at INFO about their own business: warnings only, unless -v
-NOISY = ("matplotlib", "PIL", "urllib3", "httpx", "httpcore", "huggingface_hub", "filelock", "fsspec", "asyncio",
-         "numba", "timm", "torch", "faiss")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (a test's capture, a redirect made later)."""
-
-    def __init__(self):
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-@contextmanager
-def _logging(quiet: bool, verbose: bool):
-    """datapruner's INFO lines on stderr by default (-q: warnings and errors only; -v: debug); other
-    libraries' at WARNING (at INFO with -v). Restored afterwards (a command run inside a test or a notebook)."""
-    root, ours = logging.getLogger(), logging.getLogger("datapruner")
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    noisy = [logging.getLogger(name) for name in NOISY]
-    saved = (root.level, ours.level, [n.level for n in noisy])
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
-    ours.setLevel(level)
-    for logger in noisy:
-        logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved[0])
-        ours.setLevel(saved[1])
-        for logger, before in zip(noisy, saved[2]):
-            logger.setLevel(before)
-
-
 def _config(paths, run: Path | None = None, **overrides) -> Config:
     """Defaults, then (for a command on an existing RUN) the run's recorded config, then the files in
     order (a later one overrides an earlier one), then flags."""
@@ -118,56 +70,7 @@ def _config(paths, run: Path | None = None, **overrides) -> Config:
     return load_config(list(paths or []), base=base, **overrides)
 
 
-_yaml_problem = yaml_problem
-
-
-# errno values a rerun recovers from once the user frees space or fixes permissions
-DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-NOT_PERMITTED = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-_state = {"verbose": False, "started": 0.0}
-
-
-@contextmanager
-def _user_errors():
-    """A user's error is one line on stderr: DataprunerError exits 2, a full disk or a permission refused 1.
-    With -v the traceback comes first."""
-    try:
-        yield
-    except OutputError as exc:  # a full disk met while writing a run file (io/atomic.py names the file)
-        _traceback_if_verbose()
-        _error(str(exc))
-        raise typer.Exit(1) from None
-    except DataprunerError as exc:
-        _traceback_if_verbose()
-        _error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        if exc.errno not in DISK_FULL | NOT_PERMITTED:
-            raise
-        _traceback_if_verbose()
-        what = "free space" if exc.errno in DISK_FULL else "fix permissions"
-        where = exc.filename if exc.filename is not None else exc.filename2
-        _error(f"{f'{where}: ' if where is not None else ''}{exc.strerror or exc} "
-               f"({what} and rerun: finished parts are kept)")
-        raise typer.Exit(1) from None
-
-
-def _traceback_if_verbose() -> None:
-    if _state["verbose"]:
-        traceback.print_exc(file=sys.stderr)
-
-
-def _error(message: str) -> None:
-    typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
-
-
-def _run(fn, *args, **kwargs):
-    """Errors a user can cause become a one-line message (exit 2; disk full or permissions: 1); a bug keeps
-    its traceback."""
-    with _user_errors():
-        return fn(*args, **kwargs)
+_state = {"started": 0.0}  # when the running command started (its summary says how long it took)
 
 
 def _one_line_errors(command):
@@ -179,9 +82,9 @@ def _one_line_errors(command):
         kwargs["quiet"] = bool(kwargs.get("quiet") or flags.get("quiet"))
         kwargs["verbose"] = bool(kwargs.get("verbose") or flags.get("verbose"))
         before = dict(_state)
-        _state.update(verbose=kwargs["verbose"], started=time.perf_counter())
+        _state.update(started=time.perf_counter())
         try:
-            with _logging(kwargs["quiet"], kwargs["verbose"]), _user_errors():
+            with cli_logging(kwargs["quiet"], kwargs["verbose"]), user_errors(kwargs["verbose"]):
                 return command(*args, **kwargs)
         finally:
             _state.update(before)
@@ -242,7 +145,7 @@ def embed(src: str, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt
                   allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed,
                   embeddings=embeddings, embeddings_layout=embeddings_layout, join_key=join_key,
                   embeddings_column=embeddings_column)
-    _finish("embed", _run(api.embed, src, out, cfg, progress=not quiet), out, as_json)
+    _finish("embed", api.embed(src, out, cfg, progress=not quiet), out, as_json)
 
 
 @app.command()
@@ -254,7 +157,7 @@ def cluster(run: Path, config: Optional[list[Path]] = ConfigOpt, clusters: Optio
     from datapruner import api
 
     cfg = _config(config, run, clusters=clusters, seed=seed, device=device)
-    _finish("cluster", _run(api.cluster, run, cfg), run, as_json)
+    _finish("cluster", api.cluster(run, cfg), run, as_json)
 
 
 @app.command()
@@ -281,7 +184,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
     cfg = _with_metric_options(cfg, metric_options)
-    _finish("score", _run(api.prune, src, out, cfg.keep, cfg, progress=not quiet), out, as_json)
+    _finish("score", api.prune(src, out, cfg.keep, cfg, progress=not quiet), out, as_json)
 
 
 @app.command()
@@ -298,7 +201,7 @@ def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[list[Pat
     cfg = _config(config, run, keep=keep, metric=metric, order=order, budget=budget, seed=seed, runner=runner,
                   ray_address=ray_address, filters=_filters(filters))
     cfg = _with_metric_options(cfg, metric_options)
-    _finish("select", _run(api.select, run, cfg.keep, cfg, progress=not quiet), run, as_json)
+    _finish("select", api.select(run, cfg.keep, cfg, progress=not quiet), run, as_json)
 
 
 def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
@@ -333,7 +236,7 @@ def _parse(text: str, flag: str) -> dict:
     try:
         return parse_filter(text, flag)
     except yaml.YAMLError as exc:
-        raise DataprunerError(f"{flag} {text}: a value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise DataprunerError(f"{flag} {text}: a value is not valid YAML ({yaml_problem(exc)})") from None
 
 
 @app.command()
@@ -345,7 +248,7 @@ def write(run: Path, config: Optional[list[Path]] = ConfigOpt, shard_size: Optio
     from datapruner import api
 
     cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address)
-    _finish("write", _run(api.write, run, cfg, progress=not quiet), run, as_json)
+    _finish("write", api.write(run, cfg, progress=not quiet), run, as_json)
 
 
 @app.command()
@@ -355,7 +258,7 @@ def report(run: Path, config: Optional[list[Path]] = ConfigOpt, quiet: bool = Qu
     """Write RUN/report/index.html: plots and galleries of kept vs. dropped samples."""
     from datapruner import api
 
-    path = _run(api.report, run, _config(config, run))
+    path = api.report(run, _config(config, run))
     _finish("report", {"report": path}, run, as_json)
 
 
@@ -411,7 +314,7 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
                       steps=steps, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
                       image_size=image_size, channels=channels, threads=threads,
                       out=str(results_dir) if results_dir else None)
-    summary = _run(api.verify, run, spec, cfg, progress=not quiet)
+    summary = api.verify(run, spec, cfg, progress=not quiet)
     short = {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")}
     if as_json:
         typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
@@ -424,15 +327,9 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
 def _finish(title: str, summary: dict, run: Path, as_json: bool) -> None:
     """The one-screen summary for people on stdout, or (--json) the summary dict for machines."""
     if as_json:
-        typer.echo(json.dumps(_one_screen(summary), indent=2, default=str))
+        typer.echo(json.dumps(one_screen(summary), indent=2, default=str))
         return
     typer.echo("\n".join(summary_lines(title, summary, run, time.perf_counter() - _state["started"])))
-
-
-def _one_screen(summary: dict) -> dict:
-    """The summary without per-cluster arrays (they are in manifest/summary.json)."""
-    return {step: {k: v for k, v in part.items() if not isinstance(v, list)} if isinstance(part, dict) else part
-            for step, part in summary.items()}
 
 
 # click's exceptions as typer raises them: click.exceptions, or typer._click.exceptions (typer >= 0.29 vendors click)
@@ -450,13 +347,13 @@ def main(args: list[str] | None = None) -> None:
         code = exc.exit_code
     except _clickx.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else "datapruner"
-        _error(f"{exc.format_message()} (see: {path} --help)")
+        print_error(f"{exc.format_message()} (see: {path} --help)")
         code = exc.exit_code
     except _clickx.ClickException as exc:
-        _error(exc.format_message())
+        print_error(exc.format_message())
         code = exc.exit_code
     except typer.Abort:
-        _error("aborted")
+        print_error("aborted")
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -184,3 +184,9 @@ def verify_lines(summary: dict) -> list[str]:
                      f"({claim.get('budget_mode')}, balance {claim.get('balance')})")
     lines.append(f"results   {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
     return lines
+
+
+def one_screen(summary: dict) -> dict:
+    """The summary without per-cluster arrays (they are in manifest/summary.json)."""
+    return {step: {k: v for k, v in part.items() if not isinstance(v, list)} if isinstance(part, dict) else part
+            for step, part in summary.items()}

@@ -19,7 +19,8 @@ import typer
 from conftest import TINY
 from shardmaker import write_shards
 
-from datapruner import api, cli
+from datapruner import api
+from datapruner.cli_errors import user_errors
 from datapruner.config import Config
 from datapruner.errors import DataprunerError
 from datapruner.embed.catalog import parse_pretrained_tags, pretrained_tags
@@ -231,8 +232,8 @@ def test_a_full_disk_or_a_refused_write_is_one_line_exit_1(capsys, code, hint):
     def fails():
         raise OSError(code, __import__("os").strerror(code), "/runs/r/embeddings/img_emb/.img_emb_3.npy.tmp")
 
-    with pytest.raises(typer.Exit) as exc:
-        cli._run(fails)
+    with pytest.raises(typer.Exit) as exc, user_errors():
+        fails()
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.exit_code == 1 and len(err) == 1
     assert err[0].startswith("error: /runs/r/embeddings/img_emb/.img_emb_3.npy.tmp: ")
@@ -240,8 +241,8 @@ def test_a_full_disk_or_a_refused_write_is_one_line_exit_1(capsys, code, hint):
 
 
 def test_other_os_errors_keep_their_traceback():
-    with pytest.raises(FileNotFoundError):
-        cli._run(lambda: open("/no/such/file"))
+    with pytest.raises(FileNotFoundError), user_errors():
+        open("/no/such/file")
 
 
 def test_the_console_script_is_the_one_line_wrapper():

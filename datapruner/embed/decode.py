@@ -11,11 +11,13 @@ import json
 import re
 
 from datapruner.config import Config
+from datapruner.embed.outputs import METADATA_SCHEMA
 from datapruner.reasons import reason
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 INT64 = (-(2**63), 2**63 - 1)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+OWN_FIELDS = tuple(METADATA_SCHEMA.names)  # the metadata columns that are ours, never the source's
 
 
 class UnusableSample(ValueError):
@@ -78,25 +80,31 @@ def json_of(members: dict[str, bytes]) -> dict:
     return value
 
 
-def text_fields(members: dict[str, bytes], caption_field: str, label_field: str) -> dict:
+def text_fields(members: dict[str, bytes], caption_field: str, label_field: str, meta: dict | None = None) -> dict:
     """caption, label and uid, each None when the sample lacks it. A txt member wins over the json's
     caption field and a cls member over its label field; a txt that is not UTF-8 is decoded with
-    replacement characters (the caption stays usable)."""
-    meta = json_of(members)
+    replacement characters (the caption stays usable). `meta`: the json member, when already parsed."""
+    meta = json_of(members) if meta is None else meta
     caption = members["txt"].decode("utf-8", "replace") if "txt" in members else _json_caption(meta, caption_field)
     label = _cls_label(members["cls"]) if "cls" in members else _json_label(meta, label_field)
     uid = meta.get("uid")
     return {"caption": caption, "label": label, "uid": None if uid is None else _storable(str(uid))}
 
 
-OWN_FIELDS = ("shard", "key", "offset", "length", "uid", "caption", "label")  # embed/outputs.METADATA_SCHEMA
+def metadata_row(sample, shard: str, beside: dict[str, dict], caption_field: str, label_field: str) -> dict:
+    """A valid sample's metadata row: the source's fields (img2dataset's per-shard parquet, then the json
+    member's), with ours over them. Raises UnusableSample for a bad json, caption or label."""
+    meta = json_of(sample.members)
+    row = {**beside.get(sample.key, {}), **_extras(meta)}
+    row.update(shard=shard, key=sample.key, offset=sample.offset, length=sample.length)
+    row.update(text_fields(sample.members, caption_field, label_field, meta))
+    return row
 
 
-def extras(members: dict[str, bytes]) -> dict:
-    """The json member's top-level fields beyond ours (url, width, height, sha256, status, exif, …), for the
+def _extras(meta: dict) -> dict:
+    """The json's top-level fields beyond ours (url, width, height, sha256, status, exif, …), for the
     metadata's extra columns: strings made storable, nested values left for outputs.scalar_column."""
-    return {_storable(k): _storable(v) if isinstance(v, str) else v
-            for k, v in json_of(members).items() if k not in OWN_FIELDS}
+    return {_storable(k): _storable(v) if isinstance(v, str) else v for k, v in meta.items() if k not in OWN_FIELDS}
 
 
 def beside_rows(url: str) -> dict[str, dict]:
@@ -107,12 +115,10 @@ def beside_rows(url: str) -> dict[str, dict]:
 
     if url.startswith("pipe:"):
         return {}
-    base = url
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    path = base + ".parquet"
+    from datapruner.io.shards import SHARD_SUFFIXES
+
+    suffix = next((s for s in SHARD_SUFFIXES if url.lower().endswith(s)), "")
+    path = url[: len(url) - len(suffix)] + ".parquet"
     try:
         fs, p = fsspec.core.url_to_fs(path)
         if not fs.exists(p):

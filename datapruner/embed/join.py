@@ -170,7 +170,7 @@ def scan(ctx, parts: list[str], state=None):
 
 def scan_shard(run: RunDir, cfg, layout: Layout, part: str) -> dict:
     """Every sample of the shard as a metadata row (or an error), with its position and join value."""
-    from datapruner.embed.decode import UnusableSample, beside_rows, extras, image_bytes, text_fields
+    from datapruner.embed.decode import UnusableSample, beside_rows, image_bytes, metadata_row
     from datapruner.embed.layouts import sample_value
     from datapruner.io.shards import open_shard
     from datapruner.io.tar_samples import SHARD_KEY, iter_samples
@@ -187,14 +187,11 @@ def scan_shard(run: RunDir, cfg, layout: Layout, part: str) -> dict:
                     continue
                 try:
                     image_bytes(sample.members)
-                    fields = text_fields(sample.members, cfg.caption_field, cfg.label_field)
-                    row = {**beside.get(sample.key, {}), **extras(sample.members)}
+                    row = metadata_row(sample, shard, beside, cfg.caption_field, cfg.label_field)
                 except UnusableSample as exc:
                     errors.append({"key": sample.key, "stage": "decode", "reason": str(exc), POS: pos})
                     continue
-                row.update({"shard": shard, "key": sample.key, "offset": sample.offset, "length": sample.length})
-                row.update(fields)
-                rows.append({**row, POS: pos, VALUE: sample_value(layout.join_key, sample.key, {**row, **fields})})
+                rows.append({**row, POS: pos, VALUE: sample_value(layout.join_key, sample.key, row)})
     except OSError as exc:
         errors.append({"key": SHARD_KEY, "stage": "read", POS: pos + 1,
                        "reason": reason("cannot open shard", f"{type(exc).__name__}: {exc}")})

@@ -173,41 +173,11 @@ def _weights_location(name: str, tag: str | None) -> tuple[str, bool, bool] | No
 
 
 def _pretrained_source(name: str, tag: str) -> tuple[str, str] | None:
-    """(hf_hub, url) of open_clip's `_PRETRAINED[name][tag]`, parsed from open_clip/pretrained.py."""
-    import ast
-    import importlib.util
+    """(hf_hub, url) of open_clip's `_PRETRAINED[name][tag]`, read from its source (embed/catalog.py)."""
+    from datapruner.embed.catalog import pretrained_entry
 
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    try:
-        tree = ast.parse((Path(list(spec.submodule_search_locations)[0]) / "pretrained.py").read_text())
-    except (OSError, SyntaxError, ValueError):
-        return None
-    tables: dict[str, ast.AST] = {}
-    models: dict[str, ast.AST] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == "_PRETRAINED" and isinstance(node.value, ast.Dict):
-                models = {k.value: v for k, v in zip(node.value.keys, node.value.values)
-                          if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-            else:
-                tables[node.targets[0].id] = node.value
-    table = models.get(name) or models.get(name.removesuffix("-quickgelu"))
-    if isinstance(table, ast.Name):
-        table = tables.get(table.id)
-    wanted = tag.lower().replace("-", "_")  # open_clip's _clean_tag
-    entries = []
-    if isinstance(table, ast.Call):
-        entries = [(kw.arg, kw.value) for kw in table.keywords if kw.arg]
-    elif isinstance(table, ast.Dict):
-        entries = [(k.value, v) for k, v in zip(table.keys, table.values) if isinstance(k, ast.Constant)]
-    for key, call in entries:
-        if str(key).lower().replace("-", "_") == wanted and isinstance(call, ast.Call):
-            kwargs = {kw.arg: kw.value.value for kw in call.keywords
-                      if kw.arg in ("hf_hub", "url") and isinstance(kw.value, ast.Constant)}
-            return kwargs.get("hf_hub", "") or "", kwargs.get("url", "") or ""
-    return None
+    entry = pretrained_entry(name, tag)
+    return None if entry is None else (entry.get("hf_hub") or "", entry.get("url") or "")
 
 
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:

@@ -9,7 +9,7 @@ import torch
 import torch.utils.data
 
 from datapruner.config import Config
-from datapruner.embed.decode import UnusableSample, beside_rows, decode_image, extras, image_bytes, text_fields
+from datapruner.embed.decode import UnusableSample, beside_rows, decode_image, image_bytes, metadata_row
 from datapruner.io.shards import open_shard
 from datapruner.io.tar_samples import SHARD_KEY, iter_samples
 from datapruner.reasons import reason
@@ -65,13 +65,10 @@ def _add_sample(batch: dict, sample, decoder: Decoder, beside: dict | None = Non
     try:
         image = _model_input(decode_image(image_bytes(sample.members), decoder.image_size,
                                           max_pixels=decoder.max_pixels), decoder)
-        fields = text_fields(sample.members, decoder.caption_field, decoder.label_field)
+        row = metadata_row(sample, batch["shard"], beside or {}, decoder.caption_field, decoder.label_field)
     except UnusableSample as exc:
         batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
         return
-    row = {**(beside or {}).get(sample.key, {}), **extras(sample.members)}  # the source's fields; ours win
-    row.update({"shard": batch["shard"], "key": sample.key, "offset": sample.offset, "length": sample.length})
-    row.update(fields)
     batch["images"].append(image)
     batch["rows"].append(row)
 

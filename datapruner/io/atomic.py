@@ -53,7 +53,7 @@ def write_json(path: str | Path, obj) -> None:
 
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def save_npy(path: str | Path, array) -> None:

@@ -180,9 +180,6 @@ class RunDir:
     def report_html(self) -> Path:
         return self.report_dir / "index.html"
 
-    def report_file(self, name: str) -> Path:
-        return self.report_dir / name
-
     @property
     def verify_dir(self) -> Path:
         return self.root / "verify"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from datapruner.io.atomic import atomic_path
+from datapruner.io.atomic import write_text
 from datapruner.io.rundir import RunDir
 from datapruner.report import facts, plots, space
 from datapruner.report.data import Manifest, load_manifest, rows_of
@@ -25,7 +25,6 @@ from datapruner.report.gallery import figure
 from datapruner.report.invalid import invalid_examples
 
 LAYOUT = "report-2: one page, inline plots"
-FILES = ("index.html",)
 TEMPLATES = Path(__file__).parent / "templates"
 PER_ROW = 8
 CLUSTERS_SHOWN = 6
@@ -40,7 +39,7 @@ def token(ctx, part: str) -> str:
 
 
 def outputs(run: RunDir, part: str) -> list:
-    return [run.report_file(name) for name in FILES]
+    return [run.report_html]
 
 
 def run(ctx, part: str) -> dict:
@@ -48,11 +47,8 @@ def run(ctx, part: str) -> dict:
 
 
 def build_report(run: RunDir, seed: int = 0, max_pixels: int | None = None, clusters_shown: int = CLUSTERS_SHOWN) -> str:
-    page = render(context(run, seed, max_pixels, clusters_shown))
-    path = run.report_html
-    with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return str(path)
+    write_text(run.report_html, render(context(run, seed, max_pixels, clusters_shown)))
+    return str(run.report_html)
 
 
 def render(values: dict) -> str:
