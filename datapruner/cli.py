@@ -276,26 +276,39 @@ def _alpha(value: str):
 @app.command()
 @_one_line_errors
 def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
-           methods: str = typer.Option("random,proto_hard,proto_easy,el2n,dbp", help="Comma list of pruning methods."),
+           methods: str = typer.Option("random,proto_hard,proto_easy,el2n,el2n_offset,el2n_probe,dbp",
+                                       help="Comma list of pruning methods."),
            fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
-           seeds: str = typer.Option("0,1,2", help="Comma list of student seeds (>= 3 for mean ± std)."),
-           kd_alphas: str = typer.Option("0,auto", "--kd-alphas", help="KD weights: floats in [0, 1] and/or 'auto' "
-                                         "(grows as the fraction shrinks). 0 = plain cross-entropy."),
-           budget_modes: str = typer.Option("fixed_epochs,fixed_steps", "--budget-modes", help="fixed_epochs and/or fixed_steps."),
+           seeds: str = typer.Option("0,1,2,3,4", help="Comma list of seeds (students and scoring; >= 5 for verdicts)."),
+           kd_alphas: str = typer.Option("0,0.5,0.9", "--kd-alphas", help="KD weights: floats in [0, 1] and/or 'auto' "
+                                         "(grows as the fraction shrinks). 0 = plain cross-entropy; with weights > 0 "
+                                         "the validation split also picks one ('val' rows)."),
+           budget_modes: str = typer.Option("convergence,fixed_steps", "--budget-modes",
+                                            help="convergence (early stopping on a validation split), fixed_steps "
+                                                 "(compute-matched) and/or fixed_epochs."),
+           pools: str = typer.Option("1.0", help="Comma list of pool shares of the training data (the abundance axis)."),
            student: str = typer.Option("mlp", help="linear | mlp (on embeddings) | cnn (on images from the shards)."),
            balance: str = typer.Option("none", help="none | class (the method applied inside each class)."),
            test_src: Optional[str] = typer.Option(None, "--test-src", help="Held-out data: shards, a run dir or an embeddings dir."),
            test_fraction: float = typer.Option(0.2, "--test-fraction", help="Stratified hold-out when --test-src is not given."),
+           val_fraction: float = typer.Option(0.1, "--val-fraction", help="Validation split carved from the training data."),
+           holdout_group: Optional[str] = typer.Option(None, "--holdout-group",
+                                                       help="Metadata column (a json field) whose rows stay on one side of every split."),
            src: Optional[str] = typer.Option(None, "--src", help="Embed these shards into RUN first."),
-           epochs: int = typer.Option(20, help="fixed_epochs: passes over each subset (and the teacher's)."),
-           steps: Optional[int] = typer.Option(None, help="fixed_steps budget (default: EPOCHS passes over all training data)."),
+           epochs: int = typer.Option(20, help="fixed_epochs: passes over each subset; fixed_steps default: passes over the pool."),
+           steps: Optional[int] = typer.Option(None, help="fixed_steps budget (default: EPOCHS passes over the pool)."),
+           max_epochs: int = typer.Option(100, "--max-epochs", help="convergence: the cap, in passes over the subset."),
+           patience: int = typer.Option(4, help="convergence: evaluations without improvement before a drop / the stop."),
+           el2n_epoch: int = typer.Option(2, "--el2n-epoch", help="el2n: passes over the pool before scoring."),
+           el2n_inits: int = typer.Option(5, "--el2n-inits", help="el2n: initialisations averaged."),
            train_batch_size: int = typer.Option(256, "--train-batch-size", help="Student batch size."),
            lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (after warm-up)."),
            width: int = typer.Option(256, help="Student width (teacher: 2x)."),
            temperature: float = typer.Option(4.0, help="KD temperature T."),
            image_size: int = typer.Option(32, "--image-size", help="cnn: images are resized to this square."),
            channels: int = typer.Option(3, help="cnn: 1 (grayscale) or 3 (RGB)."),
-           threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+           threads: Optional[int] = typer.Option(None, help="torch CPU threads of scoring and teachers."),
+           workers: Optional[int] = typer.Option(None, help="Student processes (default: the usable cores)."),
            results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where results go (default RUN/verify)."),
            embeddings: Optional[str] = EmbeddingsOpt, model: Optional[str] = ModelOpt,
            pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt,
@@ -309,13 +322,15 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
                   seed=seed, device=device)
     spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
                       seeds=_csv(seeds, int, "--seeds"), kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"),
-                      budget_modes=_csv(budget_modes), student=student,
-                      balance=balance, test_src=test_src, test_fraction=test_fraction, src=src, epochs=epochs,
-                      steps=steps, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
-                      image_size=image_size, channels=channels, threads=threads,
-                      out=str(results_dir) if results_dir else None)
+                      budget_modes=_csv(budget_modes), pools=_csv(pools, float, "--pools"), student=student,
+                      balance=balance, test_src=test_src, test_fraction=test_fraction, val_fraction=val_fraction,
+                      holdout_group=holdout_group, src=src, epochs=epochs, steps=steps, max_epochs=max_epochs,
+                      patience=patience, el2n_epoch=el2n_epoch, el2n_inits=el2n_inits, batch_size=train_batch_size,
+                      lr=lr, width=width, temperature=temperature, image_size=image_size, channels=channels,
+                      threads=threads, workers=workers, out=str(results_dir) if results_dir else None)
     summary = api.verify(run, spec, cfg, progress=not quiet)
-    short = {k: summary[k] for k in ("teacher", "n_train", "n_test", "rows", "skipped_methods", "claims", "seconds")}
+    short = {k: summary[k] for k in ("teachers", "n_train", "n_val", "n_test", "unseen_test_labels", "rows",
+                                     "students_not_converged", "skipped_methods", "claims", "seconds")}
     if as_json:
         typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
         return

@@ -170,17 +170,24 @@ def _duration(seconds: float) -> str:
 
 
 def verify_lines(summary: dict) -> list[str]:
-    teacher = summary.get("teacher") or {}
+    teachers = summary.get("teachers") or {}
     lines = [f"datapruner verify: done in {_duration(summary.get('seconds', 0))}",
-             f"data      train {summary['n_train']}, test {summary['n_test']}; teacher accuracy "
-             f"{100 * teacher.get('accuracy', 0):.2f}%",
-             f"students  {summary['rows']} result row(s)"]
+             f"data      train {summary['n_train']}, validation {summary.get('n_val', 0)}, test {summary['n_test']}"]
+    for pool, teacher in teachers.items():
+        lines.append(f"teacher   pool {pool}: accuracy {100 * teacher.get('accuracy', 0):.2f}%"
+                     + ("" if teacher.get("converged") else " (not converged)"))
+    unseen = summary.get("unseen_test_labels") or {}
+    if unseen:
+        lines.append(f"test      {sum(unseen.values())} sample(s) with labels training never has "
+                     f"({', '.join(map(str, unseen))}): counted as errors")
+    lines.append(f"students  {summary['rows']} result row(s), {summary.get('students_not_converged', 0)} "
+                 "student(s) not converged")
     skipped = summary.get("skipped_methods") or {}
     if skipped:
         lines.append("skipped   " + (", ".join(f"{m} ({why})" for m, why in skipped.items())
                                      if isinstance(skipped, dict) else str(skipped)))
     for claim in summary.get("claims", []):
-        lines.append(f"claim     {'holds' if claim.get('holds') else 'does not hold'}: {claim.get('claim')} "
+        lines.append(f"claim     {claim.get('verdict')}: {claim.get('claim')} "
                      f"({claim.get('budget_mode')}, balance {claim.get('balance')})")
     lines.append(f"results   {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
     return lines

@@ -1,126 +1,218 @@
-"""Reading the published claims off a verify run's aggregate table (mean ± std over seeds, tie-aware).
+"""The papers' claims, tested on verify's result rows: one entry per (claim, budget_mode, balance).
 
-Sorscher et al. 2022: a good metric makes error fall faster than a power law; keep hard samples when data is
-abundant, easy ones when scarce. Ben-Baruch et al.: KD from a full-data teacher recovers much of what pruning
-loses; with KD even random pruning is competitive; the best KD weight grows as the kept fraction shrinks.
+Each entry: claim, paper, budget_mode, balance, verdict (holds / refuted / inconclusive / not tested), test,
+parts (the paired comparisons the verdict rests on, Holm-adjusted within the claim), numbers (the wider map the
+claim is read from) and, when not tested, why. The verdict rule is verify/stats.py's: a claim made of several
+parts is refuted when any part is, holds when every part does, else inconclusive. Accuracies are compared, so a
+positive difference is a lower error.
+
+Sorscher et al. 2022 (Beyond neural scaling laws):
+  crossover     keep hard samples when data is abundant, easy ones when it is scarce: proto_hard beats proto_easy
+                at the largest pool's largest pruned fraction, and proto_easy beats proto_hard at the smallest
+                pool's smallest fraction (needs >= 2 pools); numbers: hard − easy for every pool × fraction.
+  power law     pruning by a good metric (proto_hard: keep hard, SSL prototypes) makes error fall with kept size
+                faster than random pruning does: its exponent above random's at the largest (abundant) pool, paired
+                over per-seed exponents; numbers: every metric × pool.
+Ben-Baruch et al. (Distilling the knowledge in data pruning), KD with alpha chosen on validation ("val" rows):
+  random wins   with KD, random pruning beats every score-based method at the smallest kept fraction.
+  KD recovers   KD beats no KD for every method (per-seed gain averaged over the pruned fractions); numbers: each
+                method × fraction with the share of the gap to the full pool that KD closes.
+  alpha grows   the chosen KD weight grows as the kept fraction shrinks: per seed, the slope of the chosen alpha
+                against the fraction, tested against 0 (negative = grows), per method.
+The KD claims use the largest pool (the paper prunes the whole training set).
 """
 
 from __future__ import annotations
 
-from datapruner.verify.results import GROUP, verdict
+from collections import defaultdict
 
-NO_KD = "0.0"
+import numpy as np
 
+from datapruner.verify import powerlaw, stats
+from datapruner.verify.results import FULL, NO_KD, accuracy_by_seed, compare_kd, index_rows
 
-def _at(index: dict, budget, balance, method, alpha, fraction):
-    return index.get((budget, balance, method, alpha, fraction))
-
-
-def _cmp(a: dict | None, b: dict | None) -> str | None:
-    if a is None or b is None:
-        return None
-    return verdict(a["accuracy_mean"], a["accuracy_std"], b["accuracy_mean"], b["accuracy_std"])
-
-
-def hard_vs_easy(index: dict, budget: str, balance: str, fractions: list[float]) -> dict:
-    """proto_hard vs proto_easy (no KD) at the largest pruned fraction and at the smallest one."""
-    pruned = [f for f in fractions if f < 1.0]
-    if not pruned:
-        return {"holds": None}
-    big, small = max(pruned), min(pruned)
-    at_big = _cmp(_at(index, budget, balance, "proto_hard", NO_KD, big), _at(index, budget, balance, "proto_easy", NO_KD, big))
-    at_small = _cmp(_at(index, budget, balance, "proto_easy", NO_KD, small), _at(index, budget, balance, "proto_hard", NO_KD, small))
-    holds = None if None in (at_big, at_small) else (at_big != "worse" and at_small != "worse" and "better" in (at_big, at_small))
-    return {"hard_vs_easy_at_%g" % big: at_big, "easy_vs_hard_at_%g" % small: at_small, "holds": holds}
+VAL = "val"
+SORSCHER, BEN_BARUCH = "Sorscher et al. 2022", "Ben-Baruch et al."
+CLAIMS = {
+    "crossover": (SORSCHER, "keep hard samples when data is abundant, easy ones when it is scarce"),
+    "power_law": (SORSCHER, "a good metric (proto_hard) beats random's power-law scaling of error with kept size"),
+    "random_wins": (BEN_BARUCH, "with KD (alpha on validation), random pruning beats score-based methods at small kept fractions"),
+    "kd_recovers": (BEN_BARUCH, "KD (alpha on validation) recovers accuracy lost to pruning"),
+    "alpha_grows": (BEN_BARUCH, "the best KD weight grows as the kept fraction shrinks"),
+}
 
 
-def never_worse_than_random(index: dict, budget: str, balance: str, method: str, fractions: list[float]) -> bool:
-    """A "good metric": not worse than random (no KD) at any pruned fraction."""
-    return all(_cmp(_at(index, budget, balance, method, NO_KD, f), _at(index, budget, balance, "random", NO_KD, f)) != "worse"
-               for f in fractions if f < 1.0)
+class Slice:
+    """The rows of one (budget_mode, balance), looked up by (pool, method, alpha_setting, fraction)."""
+
+    def __init__(self, index: dict, budget: str, balance: str):
+        self.budget, self.balance = budget, balance
+        self.arms = {k[2:]: v for k, v in index.items() if k[:2] == (budget, balance)}
+        self.pools = sorted({k[0] for k in self.arms})
+
+    def arm(self, pool, method, alpha, fraction) -> dict[int, dict] | None:
+        return self.arms.get((pool, method, alpha, fraction))
+
+    def acc(self, pool, method, alpha, fraction) -> dict[int, float]:
+        return accuracy_by_seed(self.arm(pool, method, alpha, fraction))
+
+    def fractions(self, pool, method, alpha) -> list[float]:
+        return sorted(k[3] for k in self.arms if k[:3] == (pool, method, alpha))
+
+    def pruned(self, pool, *arms: tuple[str, str]) -> list[float]:
+        """Pruned fractions of `pool` where every (method, alpha) arm has rows."""
+        sets = [set(self.fractions(pool, m, a)) for m, a in arms]
+        return sorted(f for f in set.intersection(*sets) if f < FULL) if sets else []
+
+    def methods(self, alpha) -> list[str]:
+        return sorted({k[1] for k in self.arms if k[2] == alpha})
 
 
-def power_law(fits: list[dict], index: dict, budget: str, balance: str, fractions: list[float]) -> dict:
-    """Exponents (no KD) per method; the claim holds when a good metric's error bends below a power law
-    (negative log-log curvature) with a steeper exponent than random's."""
-    mine = {f["method"]: f for f in fits if f["budget_mode"] == budget and f["balance"] == balance and f["alpha_setting"] == NO_KD}
-    out = {m: {"exponent": f["exponent"], "faster_than_power_law": f.get("faster_than_power_law"),
-               "never_worse_than_random": m == "random" or never_worse_than_random(index, budget, balance, m, fractions)}
-           for m, f in mine.items()}
-    good = [m for m, f in mine.items() if m != "random" and f.get("faster_than_power_law") and out[m]["never_worse_than_random"]
-            and (mine.get("random", {}).get("exponent") or 0) < (f["exponent"] or 0)]
-    return {"per_method": out, "methods_beating_random_and_power_law": good, "holds": bool(good) if mine else None}
-
-
-def kd_recovery(index: dict, budget: str, balance: str, methods: list[str], fractions: list[float], kd: str) -> dict:
-    """Per method and pruned fraction: KD vs no KD, and the share of the gap to full data that KD closes."""
-    out = {}
-    for method in methods:
-        full = _at(index, budget, balance, method, NO_KD, 1.0)
-        for f in (f for f in fractions if f < 1.0):
-            plain, distilled = _at(index, budget, balance, method, NO_KD, f), _at(index, budget, balance, method, kd, f)
-            if plain is None or distilled is None:
-                continue
-            gap = None if full is None else full["accuracy_mean"] - plain["accuracy_mean"]
-            closed = None if not gap or gap <= 0 else round((distilled["accuracy_mean"] - plain["accuracy_mean"]) / gap, 3)
-            out[f"{method}@{f:g}"] = {"verdict": _cmp(distilled, plain), "gap_closed": closed}
-    verdicts = [v["verdict"] for v in out.values()]
-    return {"per_setting": out, "better": verdicts.count("better"), "tie": verdicts.count("tie"),
-            "worse": verdicts.count("worse"), "holds": None if not verdicts else verdicts.count("better") > verdicts.count("worse")}
-
-
-def kd_random_competitive(index: dict, budget: str, balance: str, methods: list[str], fractions: list[float], kd: str) -> dict:
-    """With KD: is random pruning tied with or better than every metric at every pruned fraction?"""
-    out = {}
-    for f in (f for f in fractions if f < 1.0):
-        rnd = _at(index, budget, balance, "random", kd, f)
-        for method in methods:
-            if method != "random":
-                out[f"{method}@{f:g}"] = _cmp(_at(index, budget, balance, method, kd, f), rnd)
-    beaten = [k for k, v in out.items() if v == "better"]
-    return {"metric_vs_random": out, "random_beaten_by": beaten, "holds": None if not out else not beaten}
-
-
-def alpha_trend(best: list[dict], index: dict, budget: str, balance: str) -> dict:
-    """The best fixed alpha per pruned fraction, per method: does it grow (weakly) as the fraction shrinks?
-
-    Holds when the best alpha is non-increasing in the fraction, not constant, and at some fraction the
-    best KD student beats plain CE beyond a tie (otherwise the ordering is noise).
-    """
-    out = {}
-    for method in sorted({b["method"] for b in best}):
-        seq = sorted((b["fraction"], b["best_alpha"]) for b in best if b["budget_mode"] == budget
-                     and b["balance"] == balance and b["method"] == method and b["fraction"] < 1.0)
-        if len(seq) < 2:
-            continue
-        alphas = [a for _, a in seq]
-        beats_ce = {f"{f:g}": _cmp(_at(index, budget, balance, method, str(float(a)), f),
-                                   _at(index, budget, balance, method, NO_KD, f)) for f, a in seq}
-        trend = all(x >= y for x, y in zip(alphas, alphas[1:])) and alphas[0] > alphas[-1]
-        out[method] = {"best_alpha_by_fraction": {f"{f:g}": a for f, a in seq}, "best_vs_no_kd": beats_ce,
-                       "grows_as_fraction_shrinks": trend, "holds": trend and "better" in beats_ce.values()}
-    return {"per_method": out, "holds": None if not out else all(v["holds"] for v in out.values())}
-
-
-def evaluate(agg: list[dict], fits: list[dict], best: list[dict]) -> list[dict]:
-    """One entry per (claim, budget mode, balance)."""
-    index = {tuple(a[k] for k in GROUP): a for a in agg}
-    methods = sorted({a["method"] for a in agg})
-    fractions = sorted({a["fraction"] for a in agg})
-    kd_settings = sorted({a["alpha_setting"] for a in agg} - {NO_KD})
-    kd = "auto" if "auto" in kd_settings else (kd_settings[-1] if kd_settings else None)
+def evaluate(rows: list[dict]) -> list[dict]:
+    """Every claim for every (budget_mode, balance) in the rows."""
+    index = index_rows(rows)
+    fits = powerlaw.fit_all(rows)
+    kd_all = compare_kd(index)
     out = []
-    for budget, balance in sorted({(a["budget_mode"], a["balance"]) for a in agg}):
-        where = {"budget_mode": budget, "balance": balance}
-        out.append({"claim": "sorscher: metric error falls faster than a power law", **where, **power_law(fits, index, budget, balance, fractions)})
-        out.append({"claim": "sorscher: keep hard when abundant, easy when scarce", **where, **hard_vs_easy(index, budget, balance, fractions)})
-        if kd is None:
-            continue
-        out.append({"claim": f"ben-baruch: KD (alpha={kd}) recovers accuracy lost to pruning", **where,
-                    **kd_recovery(index, budget, balance, methods, fractions, kd)})
-        out.append({"claim": f"ben-baruch: with KD (alpha={kd}) random pruning is competitive", **where,
-                    **kd_random_competitive(index, budget, balance, methods, fractions, kd)})
-        if len([s for s in kd_settings if s != "auto"]) >= 2:
-            out.append({"claim": "ben-baruch: best KD weight grows as the kept fraction shrinks", **where,
-                        **alpha_trend(best, index, budget, balance)})
+    for budget, balance in sorted({k[:2] for k in index}):
+        s = Slice(index, budget, balance)
+        my_fits = [f for f in fits if (f["budget_mode"], f["balance"]) == (budget, balance)]
+        kd = [c for c in kd_all if (c["budget_mode"], c["balance"]) == (budget, balance)]
+        for name, result in (("crossover", crossover(s)), ("power_law", power_law(s, my_fits)),
+                             ("random_wins", random_wins(s)), ("kd_recovers", kd_recovers(s, kd)),
+                             ("alpha_grows", alpha_grows(s))):
+            paper, claim = CLAIMS[name]
+            out.append({"claim": claim, "name": name, "paper": paper, "budget_mode": budget, "balance": balance, **result})
     return out
+
+
+def crossover(s: Slice) -> dict:
+    hard, easy = ("proto_hard", NO_KD), ("proto_easy", NO_KD)
+    pools = [p for p in s.pools if s.pruned(p, hard, easy)]
+    cells = []
+    for p in pools:
+        for f in s.pruned(p, hard, easy):
+            cells.append({"pool": p, "fraction": f, "kept": _kept(s.arm(p, "proto_hard", NO_KD, f)),
+                          **stats.paired(s.acc(p, "proto_hard", NO_KD, f), s.acc(p, "proto_easy", NO_KD, f))})
+    for c in stats.adjust_family(cells):
+        c["verdict"] = {stats.HOLDS: "hard better", stats.REFUTED: "easy better"}.get(stats.verdict(c), stats.INCONCLUSIVE)
+    numbers = {"map_hard_minus_easy": cells}
+    if len(pools) < 2:
+        return _not_tested(f"needs proto_hard and proto_easy without KD in >= 2 pools, found {len(pools)}", numbers)
+    big, small = max(pools), min(pools)
+    f_big, f_small = max(s.pruned(big, hard, easy)), min(s.pruned(small, hard, easy))
+    parts = [_part(f"hard > easy at pool {big:g}, fraction {f_big:g}", 1,
+                   stats.paired(s.acc(big, "proto_hard", NO_KD, f_big), s.acc(big, "proto_easy", NO_KD, f_big))),
+             _part(f"easy > hard at pool {small:g}, fraction {f_small:g}", -1,
+                   stats.paired(s.acc(small, "proto_hard", NO_KD, f_small), s.acc(small, "proto_easy", NO_KD, f_small)))]
+    return _decide(parts, "proto_hard − proto_easy accuracy, no KD; " + stats.TEST + "; both parts must hold", numbers)
+
+
+def power_law(s: Slice, fits: list[dict]) -> dict:
+    table = []
+    for f in fits:
+        vs = f.get("vs_random")
+        if f["alpha_setting"] == NO_KD and vs and vs.get("diff") is not None:
+            table.append({"pool": f["pool"], "method": f["method"], "exponent": f["exponent"],
+                          "exponent_ci": f.get("exponent_ci"), **{k: v for k, v in vs.items() if k != "test"}})
+    for c in stats.adjust_family(table):
+        c["verdict"] = {stats.HOLDS: "steeper", stats.REFUTED: "shallower"}.get(stats.verdict(c), stats.INCONCLUSIVE)
+    random_fits = {f["pool"]: {"exponent": f["exponent"], "exponent_ci": f.get("exponent_ci")}
+                   for f in fits if f["method"] == "random" and f["alpha_setting"] == NO_KD}
+    numbers = {"exponent_minus_random": table, "random": {f"{p:g}": v for p, v in random_fits.items()}}
+    mine = [c for c in table if c["method"] == "proto_hard"]
+    if not mine:
+        return _not_tested("needs proto_hard and random without KD at >= 2 kept sizes with shared seeds", numbers)
+    top = max(mine, key=lambda c: c["pool"])
+    part = _part(f"proto_hard exponent > random's at pool {top['pool']:g}", 1,
+                 {k: top[k] for k in ("n", "seeds", "diff", "ci", "t", "p", "mean_a", "mean_b")} | {"p_holm": top["p"]})
+    part["ci_refit"] = top.get("ci_refit")
+    return _decide([part], "per-seed exponent of error ~ kept^-b, proto_hard − random, no KD; " + stats.TEST, numbers)
+
+
+def random_wins(s: Slice) -> dict:
+    if not s.methods(VAL):
+        return _not_tested("no rows with alpha_setting 'val' (KD weight chosen on the validation split)")
+    pool = max(p for p in s.pools if any(k[0] == p and k[2] == VAL for k in s.arms))
+    scored = [m for m in s.methods(VAL) if m != "random"]
+    if "random" not in s.methods(VAL) or not scored:
+        return _not_tested("needs random and at least one score-based method with alpha 'val'")
+    numbers, parts = [], []
+    for m in scored:
+        fractions = s.pruned(pool, ("random", VAL), (m, VAL))
+        for f in fractions:
+            numbers.append({"pool": pool, "method": m, "fraction": f, **stats.paired(s.acc(pool, "random", VAL, f), s.acc(pool, m, VAL, f))})
+        if fractions:
+            f = fractions[0]
+            parts.append(_part(f"random > {m} at fraction {f:g} (pool {pool:g})", 1,
+                               stats.paired(s.acc(pool, "random", VAL, f), s.acc(pool, m, VAL, f))))
+    for c in stats.adjust_family(numbers):
+        c["verdict"] = stats.outcome(c)
+    if not parts:
+        return _not_tested("random and the score-based methods share no pruned fraction with alpha 'val'", {"random_minus_method": numbers})
+    return _decide(parts, "random − method accuracy, both with KD (val alpha), smallest pruned fraction; " + stats.TEST
+                   + "; every method must be beaten", {"random_minus_method": numbers})
+
+
+def kd_recovers(s: Slice, kd_comparisons: list[dict]) -> dict:
+    cells = [c for c in kd_comparisons if c["alpha_setting"] == VAL and c["fraction"] < FULL]
+    if not cells:
+        return _not_tested("no pruned rows with alpha_setting 'val' that have a no-KD counterpart")
+    pool = max(c["pool"] for c in cells)
+    cells = [c for c in cells if c["pool"] == pool]
+    parts = []
+    for m in sorted({c["method"] for c in cells}):
+        gains: dict[int, list[float]] = defaultdict(list)
+        for f in sorted(c["fraction"] for c in cells if c["method"] == m):
+            kd, plain = s.acc(pool, m, VAL, f), s.acc(pool, m, NO_KD, f)
+            for seed in set(kd) & set(plain):
+                gains[seed].append(kd[seed] - plain[seed])
+        n_f = max(len(g) for g in gains.values())
+        parts.append(_part(f"{m}: KD > no KD, mean over {n_f} pruned fractions (pool {pool:g})", 1,
+                           stats.compare_diffs({seed: float(np.mean(g)) for seed, g in gains.items() if len(g) == n_f})))
+    closed = [c["gap_closed"] for c in cells if c.get("gap_closed") is not None]
+    numbers = {"kd_minus_no_kd": [{k: c[k] for k in ("method", "fraction", "n", "diff", "ci", "p", "p_holm", "verdict", "gap_closed")}
+                                  for c in cells],
+               "gap_closed_median": None if not closed else round(float(np.median(closed)), 3)}
+    return _decide(parts, "val-KD − no-KD accuracy per method (per-seed mean over pruned fractions); " + stats.TEST
+                   + "; every method must gain", numbers)
+
+
+def alpha_grows(s: Slice) -> dict:
+    if not s.methods(VAL):
+        return _not_tested("no rows with alpha_setting 'val' (KD weight chosen on the validation split)")
+    pool = max(p for p in s.pools if any(k[0] == p and k[2] == VAL for k in s.arms))
+    parts, chosen = [], {}
+    for m in s.methods(VAL):
+        fractions = s.fractions(pool, m, VAL)
+        by_seed: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for f in fractions:
+            for seed, row in s.arm(pool, m, VAL, f).items():
+                by_seed[seed].append((f, float(row["alpha"])))
+        chosen[m] = {f"{f:g}": round(float(np.mean([float(r["alpha"]) for r in s.arm(pool, m, VAL, f).values()])), 4) for f in fractions}
+        slopes = {seed: float(np.polyfit(*zip(*pts), 1)[0]) for seed, pts in by_seed.items() if len({f for f, _ in pts}) >= 2}
+        if slopes:
+            parts.append(_part(f"{m}: d alpha / d fraction < 0 (pool {pool:g})", -1, stats.compare_diffs(slopes)))
+    numbers = {"chosen_alpha_mean": chosen}
+    if not parts:
+        return _not_tested("the 'val' rows span fewer than 2 fractions", numbers)
+    return _decide(parts, "per-seed least-squares slope of the chosen alpha on the kept fraction, one-sample t-test"
+                   " against 0 (two-sided), Holm over methods, level 0.05; every method must show it", numbers)
+
+
+def _part(label: str, direction: int, comparison: dict) -> dict:
+    return {"part": label, "direction": direction, **comparison}
+
+
+def _decide(parts: list[dict], test: str, numbers: dict) -> dict:
+    for p in stats.adjust_family(parts):
+        p["verdict"] = stats.verdict(p, p["direction"])
+    return {"verdict": stats.conjunction([p["verdict"] for p in parts]), "test": test, "parts": parts, "numbers": numbers}
+
+
+def _not_tested(why: str, numbers: dict | None = None) -> dict:
+    return {"verdict": stats.NOT_TESTED, "why": why, "test": None, "parts": [], "numbers": numbers or {}}
+
+
+def _kept(arm: dict[int, dict] | None) -> int | None:
+    return None if not arm else int(np.median([r["kept"] for r in arm.values()]))

@@ -84,16 +84,6 @@ def embedding_split(path: str | Path, table: pa.Table | None = None) -> Split:
     return Split(x[aligned_rows(meta, table)], labels_of(table, str(path)))
 
 
-def run_embedding_split(run, table: pa.Table) -> Split:
-    """The run's own embeddings (RUN/embeddings or its linked precomputed dir), rows following `table`."""
-    from datapruner.embed.outputs import read_img_emb, read_metadata
-
-    parts = list(zip(run.part_ids(), run.shards()))
-    x = np.concatenate([np.asarray(read_img_emb(run, p), np.float32) for p, _ in parts])
-    meta = pa.concat_tables([read_metadata(run, p, s).select(["shard", "key"]) for p, s in parts])
-    return Split(x[aligned_rows(meta, table)], labels_of(table, "the run's scores"))
-
-
 def image_array(data: bytes, size: int, channels: int) -> np.ndarray:
     """One image as float32 (channels, size, size) in [0, 1]."""
     from datapruner.embed.decode import decode_image
@@ -141,16 +131,3 @@ def image_split(shards: list[str], size: int, channels: int, table: pa.Table | N
     if any(label is None for label in labels):
         raise DataprunerError("some test samples have no label (`cls` member or json label field)")
     return Split(x, np.asarray(labels, np.int64))
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A bool mask of about `fraction` of each class's rows (at least one per class with ≥ 2 rows)."""
-    if not 0.0 < fraction < 1.0:
-        raise DataprunerError(f"test fraction must lie in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(labels), bool)
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        n = min(len(rows) - 1, max(1, round(fraction * len(rows)))) if len(rows) > 1 else 0
-        mask[rng.choice(rows, size=n, replace=False)] = True
-    return mask

@@ -1,4 +1,4 @@
-"""Gathering what the verify study needs from a run: scores for every method, train and test splits."""
+"""Gathering what the verify study needs from a run: its labelled rows, embeddings, student inputs, test set."""
 
 from __future__ import annotations
 
@@ -8,40 +8,40 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
-from datapruner.metrics.step import metrics_needed
-from datapruner.verify.data import Split, embedding_split, embeddings_root, image_split, run_embedding_split
-from datapruner.verify.subsets import metrics_of
+from datapruner.verify.data import Split, embedding_split, embeddings_root, image_split, labels_of
 
 log = logging.getLogger(__name__)
 IMAGE_STUDENTS = ("cnn",)
 
 
-def scores_with_metrics(run: str | Path, cfg, metrics: list[str]) -> pa.Table:
-    """The run's scores table with a score_<m> column for every metric in `metrics`.
+def run_rows(run: str | Path, group: str | None = None) -> tuple[pa.Table, np.ndarray]:
+    """(shard, key, label [, group] of every embedded sample in part order, their float32 embeddings)."""
+    from datapruner.embed.outputs import read_img_emb, read_metadata
 
-    The run's own score command does it (clustering first if the run has no centroids): parts already
-    scored with these metrics are reused, and scores/ then holds the extra columns beside the policy's.
-    """
-    from datapruner import api
-
-    if RunDir(run).read_marker("cluster", "centroids") is None:
-        api.cluster(run, cfg)
-    scoring = cfg.replace(metrics=tuple(dict.fromkeys([*cfg.metrics, *metrics])))
-    log.info("verify: scores with metrics %s", ", ".join(metrics_needed(scoring)))
-    api.score(run, scoring, progress=False)
-    return api.load_scores(run)
-
-
-def metrics_for(methods) -> list[str]:
-    return list(dict.fromkeys(name for m in methods for name in metrics_of(m)))
-
-
-def train_split(run: str | Path, table: pa.Table, student: str, image_size: int, channels: int) -> Split:
     rd = RunDir(run)
+    parts = list(zip(rd.part_ids(), rd.shards()))
+    if not parts:
+        raise DataprunerError(f"{run} has no embeddings: run `datapruner embed` first (or pass --src)")
+    columns = ["shard", "key", "label", *([group] if group else [])]
+    metas = [read_metadata(rd, p, s) for p, s in parts]
+    if group and any(group not in m.column_names for m in metas):
+        raise DataprunerError(f"--holdout-group {group!r}: the run's metadata has no such column (a json field "
+                              "of the samples, e.g. a source or video id)")
+    table = pa.concat_tables([m.select([c for c in columns if c in m.column_names]) for m in metas],
+                             promote_options="default")
+    labels_of(table, str(run))
+    x = np.concatenate([np.asarray(read_img_emb(rd, p), np.float32) for p, _ in parts])
+    return table, x
+
+
+def student_inputs(run: str | Path, table: pa.Table, emb: np.ndarray, student: str, image_size: int,
+                   channels: int) -> np.ndarray:
+    """The students' inputs for the rows of `table`: the embeddings, or the images decoded from the shards."""
     if student in IMAGE_STUDENTS:
-        return image_split(rd.shards(), image_size, channels, table)
-    return run_embedding_split(rd, table)
+        return image_split(RunDir(run).shards(), image_size, channels, table).x
+    return emb
 
 
 def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: int, channels: int) -> Split:
@@ -73,23 +73,3 @@ def with_run_embed_inputs(run: str | Path, cfg):
     replaced (re_embed), never reused."""
     recorded = RunDir(run).read_run_json().get("config", {})
     return cfg.replace(**{f: recorded[f] for f in RUN_EMBED_FIELDS if f in recorded}, embeddings=None, re_embed=True)
-
-
-def holdout_split(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
-    """(train rows, test rows) of the scores table: a stratified hold-out by label."""
-    from datapruner.verify.data import labels_of, stratified_holdout
-
-    mask = stratified_holdout(labels_of(table, "the run's scores"), fraction, seed)
-    return table.filter(pa.array(~mask)), table.filter(pa.array(mask))
-
-
-def kept_indices(table: pa.Table, methods, fractions, seeds, cfg, balance: str) -> dict:
-    """{(method, fraction, seed): sorted row indices of `table` the method keeps}."""
-    from datapruner.verify.subsets import kept_mask
-
-    out = {}
-    for method in methods:
-        for fraction in fractions:
-            for seed in seeds:
-                out[(method, fraction, seed)] = np.flatnonzero(kept_mask(table, method, fraction, cfg, seed, balance))
-    return out

@@ -1,44 +1,54 @@
-"""The verify grid: one teacher on all training data, then students per method × fraction × seed × KD × budget.
+"""The verify grid: per pool and seed a fresh scoring, then students per budget × method × fraction × KD setting.
 
-Students that would train on the same subset with the same steps, alpha and seed (e.g. every method
-at fraction 1.0, or fixed_steps at fraction 1.0 when it equals fixed_epochs) are trained once.
+Rows follow verify/results.py's schema. Students that would train on the same subset with the same budget, alpha
+and seed (every method at fraction 1.0, for one) are trained once. KD students distil the teacher of their pool.
+With several fixed KD weights, an extra row per (budget, pool, method, fraction, seed) takes the weight whose
+student scored best on the validation split ("val", as Ben-Baruch et al. choose it): the test set never chooses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from datapruner.errors import DataprunerError
-from datapruner.verify.data import Split
+from datapruner.verify.subsets import label_distance
+from datapruner.verify.trainer import Job, Trainer
 from datapruner.verify.train import TrainSpec, steps_per_epoch
 
 log = logging.getLogger(__name__)
+VAL_ALPHA = "val"
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    methods: tuple[str, ...] = ("random", "proto_hard", "proto_easy", "el2n", "dbp")
+    methods: tuple[str, ...] = ("random", "proto_hard", "proto_easy", "el2n", "el2n_offset", "el2n_probe", "dbp")
     fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    kd_alphas: tuple = (0.0, "auto")  # floats in [0, 1], or "auto": alpha from the keep fraction
-    budget_modes: tuple[str, ...] = ("fixed_epochs", "fixed_steps")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    kd_alphas: tuple = (0.0, 0.5, 0.9)  # floats in [0, 1], or "auto": alpha from the keep fraction
+    budget_modes: tuple[str, ...] = ("convergence", "fixed_steps")
+    pools: tuple[float, ...] = (1.0,)  # shares of the training data pruned from (the abundance axis)
     balance: str = "none"  # none | class (per-class quotas)
     student: str = "mlp"  # linear | mlp | cnn
     width: int = 256
     teacher_width: int | None = None  # None: 2 × width
-    epochs: int = 20  # fixed_epochs: passes over each subset
-    teacher_epochs: int | None = None  # passes of the teacher over all training data; None: epochs
-    steps: int | None = None  # fixed_steps budget; None: epochs × steps of one full-data epoch
+    epochs: int = 20  # fixed_epochs: passes over each subset; fixed_steps default and el2n schedule: passes over the pool
+    steps: int | None = None  # fixed_steps budget; None: `epochs` passes over the pool
+    max_epochs: int = 100  # convergence: the cap
+    patience: int = 4
+    lr_drops: int = 1
     batch_size: int = 256
     lr: float = 2e-3
     temperature: float = 4.0
     warmup_frac: float = 0.05
     clip_norm: float = 1.0
+    val_fraction: float = 0.1  # carved from the training data for early stopping and choosing alpha
+    el2n_epoch: int = 2  # EL2N: the student snapshotted after this many passes over the pool ...
+    el2n_inits: int = 5  # ... averaged over this many initialisations
+    workers: int | None = None  # student processes (None: the usable cores)
 
 
 def auto_alpha(fraction: float) -> float:
@@ -55,123 +65,103 @@ def resolve_alpha(setting, fraction: float) -> float:
     return auto_alpha(fraction) if setting == "auto" else float(setting)
 
 
-def base_train_spec(spec: StudySpec, budget_mode: str, n_full: int) -> TrainSpec:
-    steps = spec.steps or spec.epochs * steps_per_epoch(n_full, spec.batch_size)
-    return TrainSpec(budget_mode=budget_mode, epochs=spec.epochs, steps=steps, batch_size=spec.batch_size,
-                     lr=spec.lr, warmup_frac=spec.warmup_frac, clip_norm=spec.clip_norm, temperature=spec.temperature)
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def input_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training-set mean and std per feature (embeddings) or per channel (images), for standardising inputs."""
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    mean = x.mean(axis=axes, keepdims=True)[0]
-    std = x.std(axis=axes, keepdims=True)[0]
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+def train_spec(spec: StudySpec, budget_mode: str, pool_size: int, alpha: float = 0.0) -> TrainSpec:
+    steps = spec.steps or spec.epochs * steps_per_epoch(pool_size, spec.batch_size)
+    return TrainSpec(budget_mode=budget_mode, epochs=spec.epochs, steps=steps, max_epochs=spec.max_epochs,
+                     patience=spec.patience, lr_drops=spec.lr_drops, batch_size=spec.batch_size, lr=spec.lr,
+                     warmup_frac=spec.warmup_frac, clip_norm=spec.clip_norm, alpha=alpha, temperature=spec.temperature)
 
 
-def _digest(index: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(index, np.int64).tobytes()).hexdigest()
+def grid(spec: StudySpec):
+    for pool in spec.pools:
+        for budget in spec.budget_modes:
+            for method in spec.methods:
+                for fraction in spec.fractions:
+                    for seed in spec.seeds:
+                        for alpha in spec.kd_alphas:
+                            yield pool, budget, method, fraction, seed, alpha
 
 
-class Trainer:
-    """Holds the tensors and the teacher; trains (and memoises) one student per distinct setting."""
-
-    def __init__(self, spec: StudySpec, train: Split, test: Split, seed: int):
-        import torch
-
-        self.spec, self.classes = spec, np.unique(train.y)
-        remap = {c: i for i, c in enumerate(self.classes)}
-        mean, std = input_stats(train.x)
-        self.x = torch.from_numpy(np.ascontiguousarray((train.x - mean) / std, np.float32))
-        self.y = torch.from_numpy(np.array([remap[c] for c in train.y], np.int64))
-        unknown = set(np.unique(test.y)) - set(remap)
-        if unknown:
-            raise DataprunerError(f"test labels {sorted(unknown)} never occur in the training data")
-        self.x_test = torch.from_numpy(np.ascontiguousarray((test.x - mean) / std, np.float32))
-        self.y_test = torch.from_numpy(np.array([remap[c] for c in test.y], np.int64))
-        self.memo: dict[tuple, dict] = {}
-        self.teacher_info = self._train_teacher(seed)
-
-    def _new_model(self, width: int, seed: int):
-        import torch
-
-        from datapruner.verify.students import make_student
-
-        torch.manual_seed(seed)
-        return make_student(self.spec.student, tuple(self.x.shape[1:]), len(self.classes), width)
-
-    def _train_teacher(self, seed: int) -> dict:
-        from datapruner.verify.train import accuracy, predict_logits, train_student
-
-        start = time.time()
-        spec = replace(base_train_spec(self.spec, "fixed_epochs", len(self.x)),
-                       epochs=self.spec.teacher_epochs or self.spec.epochs)
-        model = self._new_model(self.spec.teacher_width or 2 * self.spec.width, seed)
-        info = train_student(model, self.x, self.y, spec, seed)
-        self.teacher = model
-        self.teacher_logits = predict_logits(model, self.x)
-        acc = accuracy(model, self.x_test, self.y_test)
-        log.info("teacher: accuracy %.4f on %d test samples (%.1fs)", acc, len(self.y_test), time.time() - start)
-        return {"accuracy": acc, "steps": info["steps"], "seconds": round(time.time() - start, 2)}
-
-    def student(self, index: np.ndarray, spec: TrainSpec, seed: int) -> dict:
-        """Train on rows `index` under `spec` (memoised); returns accuracy, steps, samples_seen, seconds."""
-        from datapruner.verify.train import accuracy, total_steps, train_student
-
-        key = (_digest(index), total_steps(spec, len(index)), spec.alpha, seed)
-        if key not in self.memo:
-            start = time.time()
-            model = self._new_model(self.spec.width, seed)
-            idx = self._tensor_index(index)
-            logits = self.teacher_logits[idx] if spec.alpha > 0 else None
-            info = train_student(model, self.x[idx], self.y[idx], spec, seed, logits)
-            info["accuracy"] = accuracy(model, self.x_test, self.y_test)
-            info["seconds"] = round(time.time() - start, 2)
-            self.memo[key] = info
-        return self.memo[key]
-
-    @staticmethod
-    def _tensor_index(index: np.ndarray):
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(index, np.int64))
+def run_study(spec: StudySpec, trainer: Trainer, pools: dict[float, np.ndarray], subsets: dict,
+              progress: bool = True) -> list[dict]:
+    """All rows; pools[share] are training-row indices, subsets[(pool, method, fraction, seed)] kept row indices."""
+    cells = list(grid(spec))
+    if any(resolve_alpha(c[5], c[3]) > 0 for c in cells):
+        for pool, index in pools.items():
+            teacher = train_spec(spec, "convergence", len(index))
+            trainer.train_teacher(pool, index, teacher, min(spec.seeds), spec.teacher_width or 2 * spec.width)
+    jobs = {cell: _job(spec, pools, subsets, *cell) for cell in cells}
+    start = time.time()
+    trainer.train_all(list(jobs.values()), spec.workers or usable_cores(), progress)
+    log.info("verify: %d rows from %d students (%.0fs)", len(cells), len(trainer.memo), time.time() - start)
+    labels = trainer.y.numpy()
+    student_of = {key: i for i, key in enumerate(trainer.memo)}
+    rows = flag_under_trained([_row(spec, trainer, pools, labels, cell, job) | {"student_id": student_of[job.key()]}
+                               for cell, job in jobs.items()])
+    return rows + chosen_alpha_rows(rows)
 
 
-def study_row(spec: StudySpec, trainer: Trainer, budget_mode: str, method: str, fraction: float, seed: int,
-              alpha_setting, index: np.ndarray) -> dict:
-    """Train (or reuse) one student and describe it as one results row."""
-    from datapruner.verify.subsets import class_shares
-
+def _job(spec: StudySpec, pools, subsets, pool, budget, method, fraction, seed, alpha_setting) -> Job:
     alpha = resolve_alpha(alpha_setting, fraction)
-    train_spec = replace(base_train_spec(spec, budget_mode, len(trainer.x)), alpha=alpha)
-    info = trainer.student(index, train_spec, seed)
-    n_full = len(trainer.x)
-    smallest, present = class_shares(trainer.y.numpy()[index], np.arange(len(trainer.classes)))
-    passes = info["samples_seen"] / n_full
+    return Job(subsets[(pool, method, fraction, seed)], train_spec(spec, budget, len(pools[pool]), alpha), seed, pool)
+
+
+def _row(spec: StudySpec, trainer: Trainer, pools, labels, cell, job: Job) -> dict:
+    pool, budget, method, fraction, seed, alpha_setting = cell
+    info = trainer.memo[job.key()]
+    tv, present = label_distance(labels[job.index], labels[pools[pool]])
+    kd = job.spec.alpha > 0
     return {
-        "budget_mode": budget_mode, "method": method, "balance": spec.balance, "fraction": fraction,
-        "kept": int(len(index)), "kd": alpha > 0, "alpha_setting": alpha_label(alpha_setting), "alpha": round(alpha, 4),
-        "temperature": spec.temperature if alpha > 0 else None, "seed": seed,
+        "budget_mode": budget, "pool": pool, "pool_size": int(len(pools[pool])), "method": method,
+        "balance": spec.balance, "fraction": fraction, "kept": int(len(job.index)), "kd": kd,
+        "alpha_setting": alpha_label(alpha_setting), "alpha": round(job.spec.alpha, 4),
+        "temperature": spec.temperature if kd else None, "seed": seed,
         "accuracy": round(info["accuracy"], 5), "error": round(1.0 - info["accuracy"], 5),
-        "steps": info["steps"], "samples_seen": info["samples_seen"],
-        "epochs_on_subset": round(info["samples_seen"] / max(1, len(index)), 3),
-        "full_data_passes": round(passes, 3), "regime": "data-limited" if passes >= 1.0 else "compute-limited",
-        "smallest_class_share": round(smallest, 5), "classes_present": present,
-        "student": spec.student, "teacher_accuracy": round(trainer.teacher_info["accuracy"], 5),
+        "val_accuracy": _round(info["val_accuracy"]), "val_loss": _round(info["val_loss"]),
+        "converged": info["converged"], "steps": info["steps"], "samples_seen": info["samples_seen"],
+        "epochs_on_subset": round(info["samples_seen"] / max(1, len(job.index)), 3),
+        "full_data_passes": round(info["samples_seen"] / len(pools[pool]), 3),
+        "label_tv": round(tv, 5), "classes_present": present, "student": spec.student,
+        "teacher_accuracy": round(trainer.teachers[pool]["accuracy"], 5) if kd else None,
         "train_seconds": info["seconds"],
     }
 
 
-def run_study(spec: StudySpec, trainer: Trainer, subsets: dict, progress: bool = True) -> list[dict]:
-    """All rows; `subsets[(method, fraction, seed)]` holds the kept row indices of the training data."""
-    rows = []
-    grid = [(b, m, f, s, a) for b in spec.budget_modes for m in spec.methods
-            for f in spec.fractions for s in spec.seeds for a in spec.kd_alphas]
-    start = time.time()
-    for i, (budget, method, fraction, seed, alpha) in enumerate(grid, 1):
-        row = study_row(spec, trainer, budget, method, fraction, seed, alpha, subsets[(method, fraction, seed)])
-        rows.append(row)
-        if progress:
-            log.info("[%d/%d %.0fs] %s %s f=%.2f seed=%d alpha=%s: acc %.4f", i, len(grid), time.time() - start,
-                     budget, method, fraction, seed, row["alpha_setting"], row["accuracy"])
+UNDER_TRAINED_GAP = 0.005  # validation accuracy below the converged student's by more than this
+
+
+def flag_under_trained(rows: list[dict]) -> list[dict]:
+    """A fixed-budget student that took fewer steps than the same student trained to convergence and is worse
+    on the validation split by more than UNDER_TRAINED_GAP did not converge: more training would have helped.
+    (The loop's own flag covers budgets that end while the validation loss still falls.)"""
+    same = ("pool", "method", "fraction", "seed", "alpha_setting")
+    converged = {tuple(r[k] for k in same): r for r in rows if r["budget_mode"] == "convergence" and r["converged"]}
+    for row in rows:
+        ref = converged.get(tuple(row[k] for k in same))
+        if row["budget_mode"] == "convergence" or ref is None or row["val_accuracy"] is None:
+            continue
+        if row["steps"] < ref["steps"] and row["val_accuracy"] < ref["val_accuracy"] - UNDER_TRAINED_GAP:
+            row["converged"] = False
     return rows
+
+
+def chosen_alpha_rows(rows: list[dict]) -> list[dict]:
+    """Per (budget, pool, method, fraction, seed): the fixed-alpha KD row with the best validation accuracy
+    (ties: the smaller alpha), relabelled "val"; none where fewer than one fixed alpha > 0 was trained."""
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        if not row["kd"] or row["alpha_setting"] == "auto":
+            continue
+        key = tuple(row[k] for k in ("budget_mode", "pool", "method", "fraction", "seed"))
+        held = best.get(key)
+        if held is None or (row["val_accuracy"], -row["alpha"]) > (held["val_accuracy"], -held["alpha"]):
+            best[key] = row
+    return [{**row, "alpha_setting": VAL_ALPHA} for row in best.values()]
+
+
+def _round(value):
+    return None if value is None else round(float(value), 5)

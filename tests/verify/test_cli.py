@@ -17,7 +17,7 @@ def test_verify_command(run_copy, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == 2 * 2 * 3 * 2 and {r["alpha"] for r in rows} == {0.0, 0.5}
+    assert len(rows) == 2 * 2 * 3 * 3 and {r["alpha"] for r in rows} == {0.0, 0.5}  # + the "val" choice of 0.5
 
 
 def test_verify_command_rejects_an_unknown_method(run_copy):
