@@ -101,7 +101,7 @@ def embed_splits(dirs: dict, out: Path, name: str, fit) -> tuple[dict[str, Path]
 def studies(args) -> dict[str, tuple[str, dict]]:
     """name → (embedding, VerifySpec options)."""
     common = dict(fractions=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0), seeds=tuple(range(args.seeds)), student="mlp",
-                  budget_modes=("convergence", "fixed_steps"), epochs=args.epochs, batch_size=512, width=128,
+                  budget_modes=("convergence", "fixed_steps"), epochs=args.epochs, batch_size=1024, width=128,
                   teacher_width=512, threads=2, max_epochs=args.max_epochs)
     return {
         "ssl": ("ssl", dict(common, methods=ALL_METHODS, kd_alphas=(0.0, 0.5, 0.9))),
@@ -125,12 +125,12 @@ def main() -> None:
     start, out = time.time(), Path(args.out)
     timings = {}
     dirs = write_fashion_mnist(out / "shards", args.src)
+    chosen = {name: study for name, study in studies(args).items() if not args.only or name in args.only}
     embeddings = {}
     for name, fit in (("ssl", fit_ssl), ("pca", fit_pca)):
-        embeddings[name], timings[f"embed_{name}"] = embed_splits(dirs, out, name, fit)
-    for name, (emb, options) in studies(args).items():
-        if args.only and name not in args.only:
-            continue
+        if any(emb == name for emb, _ in chosen.values()):
+            embeddings[name], timings[f"embed_{name}"] = embed_splits(dirs, out, name, fit)
+    for name, (emb, options) in chosen.items():
         cfg = Config(embeddings=str(embeddings[emb]["train"]), clusters=100, device="cpu", seed=0)
         run = out / f"run_{emb}"
         api.embed(str(dirs["train"]), run, cfg, progress=False)

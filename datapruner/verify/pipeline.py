@@ -60,6 +60,7 @@ def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = 
     """
     import torch
 
+    check_spec(spec)
     spec = replace(spec, fractions=tuple(sorted(float(f) for f in spec.fractions)),
                    pools=tuple(sorted(float(p) for p in spec.pools)),
                    kd_alphas=tuple("auto" if a == "auto" else float(a) for a in spec.kd_alphas))
@@ -74,6 +75,32 @@ def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = 
     finally:
         torch.set_num_threads(threads_before)
     return summary
+
+
+def check_spec(spec: VerifySpec) -> None:
+    """Refuse a grid that cannot run before anything is read or trained."""
+    from datapruner.verify.students import STUDENT_KINDS
+    from datapruner.verify.subsets import BALANCES, METHODS
+    from datapruner.verify.train import BUDGET_MODES
+
+    def within(name, values, low, high, low_open=True):
+        bad = [v for v in values if not (low < v <= high if low_open else low <= v <= high)]
+        if bad or not values:
+            raise DataprunerError(f"verify {name} must be {'(' if low_open else '['}{low}, {high}], got {list(values)}")
+
+    for name, values, known in (("methods", spec.methods, METHODS), ("budget_modes", spec.budget_modes, BUDGET_MODES)):
+        unknown = [v for v in values if v not in known]
+        if unknown or not values:
+            raise DataprunerError(f"unknown verify {name} {unknown or '(none given)'}: choose from {', '.join(known)}")
+    if spec.student not in STUDENT_KINDS or spec.balance not in BALANCES:
+        raise DataprunerError(f"verify student must be one of {', '.join(STUDENT_KINDS)} and balance one of "
+                              f"{', '.join(BALANCES)}, got {spec.student!r} and {spec.balance!r}")
+    within("fractions", [float(f) for f in spec.fractions], 0.0, 1.0)
+    within("pools", [float(p) for p in spec.pools], 0.0, 1.0)
+    within("KD alphas", [float(a) for a in spec.kd_alphas if a != "auto"] or [0.0], 0.0, 1.0, low_open=False)
+    within("val_fraction", [spec.val_fraction], 0.0, 0.5)
+    if not spec.seeds or min(spec.el2n_epoch, spec.el2n_inits, spec.max_epochs, spec.patience) < 1:
+        raise DataprunerError("verify needs at least one seed, and el2n_epoch, el2n_inits, max_epochs, patience >= 1")
 
 
 def _study(run, cfg: Config, spec: VerifySpec, progress: bool) -> dict:

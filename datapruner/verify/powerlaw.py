@@ -5,7 +5,11 @@ included). From result rows: the exponent of the seed-mean errors, a bootstrap C
 replacement, refit), each seed's own exponent, and against random at the same (budget, balance, pool,
 alpha_setting): the difference of exponents with a paired bootstrap CI (the same resampled seeds for both) and the
 paired t-test of the per-seed exponent differences (verify/stats.py), which is what claims decide on.
-Sorscher et al.'s "beyond power-law scaling" shows as a metric's exponent significantly above random's.
+`fit_across_pools` fits the other axis, the one Sorscher et al.'s "beyond power-law scaling" is about: at a fixed
+kept fraction, error against kept size as the pool grows (pruning a larger pool to the same fraction). Random
+pruning follows the data's own power law there; a good metric's error falls faster: its exponent significantly
+above random's. Along the fraction axis of one pool a steeper exponent means nothing by itself (a curve that
+starts worse and meets random at the full pool is steeper).
 """
 
 from __future__ import annotations
@@ -55,6 +59,28 @@ def fit_all(rows_or_agg: list[dict]) -> list[dict]:
     for key in sorted(curves, key=lambda k: tuple(map(str, k))):
         ref_key = key[:3] + ("random",) + key[4:]
         out.append({**dict(zip(FIT_KEY, key)), **_fit_curve(curves[key], curves.get(ref_key) if key[3] != "random" else None)})
+    return out
+
+
+ACROSS_KEY = ("budget_mode", "balance", "fraction", "method", "alpha_setting")
+
+
+def fit_across_pools(rows: list[dict]) -> list[dict]:
+    """One fit per (budget_mode, balance, pruned fraction, method, alpha_setting) over the pools (>= 2 needed)."""
+    from datapruner.verify.results import FULL, normalise
+
+    curves: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
+    for r in normalise(rows):
+        if r["fraction"] < FULL:
+            curves[tuple(r[k] for k in ACROSS_KEY)][r["pool"]][r["seed"]] = r
+    out = []
+    for key in sorted(curves, key=lambda k: tuple(map(str, k))):
+        if len(curves[key]) < 2:
+            continue
+        ref_key = key[:3] + ("random",) + key[4:]
+        ref = curves.get(ref_key) if key[3] != "random" else None
+        out.append({**dict(zip(ACROSS_KEY, key)), "axis": "pool", "pools": sorted(curves[key]),
+                    **_fit_curve(curves[key], ref)})
     return out
 
 

@@ -220,7 +220,7 @@ def publish(rows: list[dict], out_dir: str | Path, teacher_accuracy: float | Non
     agg = aggregate(rows)
     fits = powerlaw.fit_all(rows)
     verdicts = claims.evaluate(rows)
-    for name, obj in (("aggregate", agg), ("power_law", fits), ("comparisons", comparisons(rows)), ("claims", verdicts)):
+    for name, obj in (("aggregate", agg), ("power_law", fits + powerlaw.fit_across_pools(rows)), ("comparisons", comparisons(rows)), ("claims", verdicts)):
         write_json(out_dir / f"{name}.json", obj)
         paths[name] = out_dir / f"{name}.json"
     teacher = "" if teacher_accuracy is None else f"teacher accuracy: {100 * teacher_accuracy:.2f}%\n\n"

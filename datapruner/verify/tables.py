@@ -33,6 +33,7 @@ def markdown(rows: list[dict], claims: list[dict]) -> str:
         entries = [a for a in agg if (a["budget_mode"], a["balance"], a["pool"]) == (budget, balance, pool)]
         parts.append(results_section(entries, marks, comp["vs_random"]))
     parts.append(crossover_tables(claims))
+    parts.append(exponent_table(powerlaw.fit_across_pools(rows), across_pools=True))
     parts.append(exponent_table(powerlaw.fit_all(rows)))
     return "\n".join(p for p in parts if p)
 
@@ -117,18 +118,22 @@ def crossover_tables(claims: list[dict]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def exponent_table(fits: list[dict]) -> str:
-    """Power-law exponents b of error ~ a·kept^-b with the bootstrap CI, and the difference to random's."""
+def exponent_table(fits: list[dict], across_pools: bool = False) -> str:
+    """Power-law exponents b of error ~ a·kept^-b with the bootstrap CI, and the difference to random's: along the
+    fractions of one pool, or (across_pools) along the pools at one kept fraction."""
     rows = [f for f in fits if f.get("exponent") is not None]
     if not rows:
         return ""
-    lines = ["### power-law exponents (error ~ a · kept^-b, bootstrap 95 % CI over seeds)\n",
-             "| budget | balance | pool | method | KD alpha | b [CI] | b − random's [refit CI], p (paired t on per-seed b) | seeds |",
+    axis, col = ("fraction", "kept fraction") if across_pools else ("pool", "pool")
+    title = ("across pool sizes at a fixed kept fraction (the axis of the power-law claim)" if across_pools
+             else "along the kept fractions of one pool")
+    lines = [f"### power-law exponents {title} (error ~ a · kept^-b, bootstrap 95 % CI over seeds)\n",
+             f"| budget | balance | {col} | method | KD alpha | b [CI] | b − random's [refit CI], p (paired t on per-seed b) | seeds |",
              "|---|---|---|---|---|---|---|---|"]
-    for f in sorted(rows, key=lambda f: (f["budget_mode"], f["balance"], f["pool"], f["method"] != "random", f["method"], f["alpha_setting"])):
+    for f in sorted(rows, key=lambda f: (f["budget_mode"], f["balance"], f[axis], f["method"] != "random", f["method"], f["alpha_setting"])):
         vs = f.get("vs_random") or {}
         diff = "" if vs.get("diff") is None else f"{vs['diff']:+.3f} {_ci_text(vs.get('ci_refit'), 1)}, p {_p_text(vs['p'])}"
-        lines.append(f"| {f['budget_mode']} | {f['balance']} | {f['pool']:g} | {f['method']} | {f['alpha_setting']} | "
+        lines.append(f"| {f['budget_mode']} | {f['balance']} | {f[axis]:g} | {f['method']} | {f['alpha_setting']} | "
                      f"{f['exponent']:.3f} {_ci_text(f.get('exponent_ci'), 1)} | {diff} | {f.get('n_seeds', '')} |")
     return "\n".join(lines) + "\n"
 

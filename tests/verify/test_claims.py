@@ -101,15 +101,26 @@ def test_alpha_trend_is_a_slope_test_that_can_go_either_way():
     assert flat["numbers"]["chosen_alpha_mean"]["random"]
 
 
-def test_power_law_exponent_against_random():
-    steeper = _claim(make_rows(exponent={"proto_hard": 0.45}), "power_law")
+def test_power_law_is_read_across_pools_at_a_fixed_fraction():
+    """err = c · pool^-0.3 · f^-b: along the fraction axis a bigger b is a worse curve; across pools at a fixed
+    fraction, proto_hard falling faster (its error shrinking with the pool beyond random's) is the claim."""
+    def faster(m, p, f, a):
+        return 0.02 * (p - min(POOLS)) if m == "proto_hard" and a == "0.0" else 0.0
+
+    def slower(m, p, f, a):
+        return -0.02 * (p - min(POOLS)) if m == "proto_hard" and a == "0.0" else 0.0
+
+    steeper = _claim(make_rows(gain=faster), "power_law")
     assert steeper["verdict"] == "holds"
     part = steeper["parts"][0]
-    assert 0.1 < part["diff"] < 0.2 and part["ci_refit"][0] > 0
-    assert _claim(make_rows(exponent={"proto_hard": 0.15}), "power_law")["verdict"] == "refuted"
+    assert part["diff"] > 0 and part["ci_refit"][0] > 0 and "across pools" in part["part"]
+    assert _claim(make_rows(gain=slower), "power_law")["verdict"] == "refuted"
     assert _claim(make_rows(), "power_law")["verdict"] == "inconclusive"
-    table = steeper["numbers"]["exponent_minus_random"]
-    assert {(x["method"], x["pool"]) for x in table} == {(m, p) for m in METHODS[1:] for p in POOLS}
+    worse_everywhere = _claim(make_rows(exponent={"proto_hard": 0.45}), "power_law")  # steeper along fractions only
+    assert worse_everywhere["verdict"] == "inconclusive"
+    table = steeper["numbers"]["exponent_minus_random_across_pools"]
+    assert {x["method"] for x in table} == set(METHODS[1:])
+    assert _claim(make_rows(pools=(1.0,)), "power_law")["verdict"] == "not tested"
 
 
 def test_every_claim_is_reported_even_without_its_data():

@@ -23,3 +23,11 @@ def test_verify_command(run_copy, tmp_path):
 def test_verify_command_rejects_an_unknown_method(run_copy):
     result = CliRunner().invoke(app, ["verify", str(run_copy), "--methods", "nonsense", "--quiet"])
     assert result.exit_code == 2 and "nonsense" in result.output
+
+
+def test_verify_refuses_an_impossible_grid_before_any_work(run_copy):
+    for flags, word in ((["--fractions", "0,0.5"], "fractions"), (["--pools", "1.5"], "pools"),
+                        (["--kd-alphas", "0,2"], "alphas"), (["--budget-modes", "forever"], "budget_modes")):
+        result = CliRunner().invoke(app, ["verify", str(run_copy), *flags, "--quiet"])
+        assert result.exit_code == 2 and word in result.output, (flags, result.output)
+    assert not (run_copy / "verify").exists()
