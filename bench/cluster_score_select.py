@@ -26,8 +26,10 @@ from datapruner.io.atomic import save_npy, save_parquet
 from datapruner.io.rundir import RunDir, part_id
 
 
-def write_synthetic_run(run: RunDir, n: int, dim: int, parts: int, concepts: int, seed: int = 0) -> None:
-    """A mixture of `concepts` directions plus noise, L2-normalised, float16, in the embeddings layout."""
+def write_synthetic_run(run: RunDir, n: int, dim: int, parts: int, concepts: int, seed: int = 0,
+                        copies: float = 0.0) -> None:
+    """A mixture of `concepts` directions plus noise, L2-normalised, float16, in the embeddings layout; a
+    `copies` share replaced by perturbed copies of earlier rows of the part (similarity ≈ 0.90–0.999)."""
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((concepts, dim)).astype(np.float32)
     shards = [f"synthetic/{i:05d}.tar" for i in range(parts)]
@@ -36,6 +38,13 @@ def write_synthetic_run(run: RunDir, n: int, dim: int, parts: int, concepts: int
     for i, shard in enumerate(shards):
         x = centers[rng.integers(0, concepts, per)] + rng.standard_normal((per, dim), dtype=np.float32) * 0.7
         x /= np.linalg.norm(x, axis=1, keepdims=True)
+        if copies > 0:
+            dup = np.flatnonzero(rng.random(per) < copies)
+            dup = dup[dup > 0]
+            source = (rng.random(len(dup)) * dup).astype(np.int64)
+            noise = rng.standard_normal((len(dup), dim), dtype=np.float32) * rng.uniform(0.03, 0.45, (len(dup), 1))
+            x[dup] = x[source] + noise.astype(np.float32) / np.sqrt(dim)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
         part = part_id(i, parts)
         save_npy(run.img_emb(part), x.astype(np.float16))
         rows = {"shard": [shard] * per, "key": [f"{i:05d}{j:07d}" for j in range(per)],

@@ -1,17 +1,25 @@
-"""`datapruner embed` against the plain way (one process: read, decode, preprocess, embed in turn) and
-against the model alone (preprocessed tensors already in memory: the limit the decode must keep up with).
+"""`datapruner embed` against the model alone and against today's behaviour, all in one process.
 
-    python bench/embed_throughput.py [--src SHARDS] [--model datapruner-tiny] [--workers 2]
+    python bench/embed_throughput.py [--src SHARDS] [--model ViT-S-32] [--workers 2] [--samples 1000]
 
-Without --src it writes 8 shards × 500 synthetic 256×256 JPEGs (decode costs like web images).
-
-Prints samples/s for each and the ratios, all measured in this process on the same shards.
+Without --src it writes shards of synthetic 256×256 JPEGs (decode costs like web images), once with a
+caption per sample and once images only. On the CPU it prints samples/s of
+  - the model alone: preprocessed images already in memory, at the precision embed uses, every usable core;
+  - `embed` on the captioned shards as before issue #17 (text tower whenever captions exist, fp32);
+  - `embed` on the same shards with a policy that reads no text (images only, bf16 where the CPU has it);
+  - `embed` on the image-only shards,
+and the ratios (targets: ≥ 1.8× before/after on captions; ≥ 0.9 of the model alone on images only).
+On CUDA it prints img/s of the model alone and of `embed` (JPEGs decoded on the GPU), the FLOPs per image
+(counted by torch's FlopCounterMode on one forward) and the MFU against the GPU's dense bf16 peak and
+against a bf16 GEMM measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import tarfile
 import tempfile
 import time
 
@@ -21,93 +29,159 @@ import torch
 from datapruner import api
 from datapruner.config import Config
 from datapruner.embed.decode import decode_image, image_bytes
-from datapruner.embed.model import load_clip
+from datapruner.embed.model import autocast, load_clip
+from datapruner.embed.step import usable_cores
 from datapruner.io.shards import list_shards, open_shard
 from datapruner.io.tar_samples import iter_samples
 
+# dense bf16 tensor-core peaks (datasheets, TFLOP/s), matched by substring of torch's device name
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
+                    "L40S": 362.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0}
 
-def write_jpeg_shards(root: str, n_shards: int = 8, per_shard: int = 500) -> str:
-    import io
-    import tarfile
 
+def write_jpeg_shards(root: str, n_samples: int, per_shard: int = 250, captions: bool = True) -> str:
     from PIL import Image
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-    for s in range(n_shards):
-        with tarfile.open(f"{root}/{s:05d}.tar", "w") as tar:
-            for j in range(per_shard):
-                img = np.roll(base, (s * per_shard + j) % 256, axis=0)
+    for s in range(0, n_samples, per_shard):
+        with tarfile.open(f"{root}/{s // per_shard:05d}.tar", "w") as tar:
+            for j in range(s, min(s + per_shard, n_samples)):
                 buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="JPEG", quality=90)
-                for ext, data in (("jpg", buf.getvalue()), ("txt", f"image {j}".encode())):
-                    info = tarfile.TarInfo(f"{s:05d}{j:05d}.{ext}")
+                Image.fromarray(np.roll(base, j % 256, axis=0)).save(buf, format="JPEG", quality=90)
+                members = [("jpg", buf.getvalue())] + [("txt", f"a photo of thing number {j}".encode())] * captions
+                for ext, data in members:
+                    info = tarfile.TarInfo(f"{j:09d}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
     return root
 
 
-def plain_loop(shards: list[str], clip, batch_size: int) -> int:
-    """The obvious single-process loop, for comparison."""
-    n, batch = 0, []
-    for url in shards:
-        with open_shard(url) as stream:
-            for sample in iter_samples(stream):
-                batch.append(clip.preprocess(decode_image(image_bytes(sample.members))))  # full-size decode
-                if len(batch) == batch_size:
-                    n += _forward(clip, batch)
-                    batch = []
-    return n + (_forward(clip, batch) if batch else 0)
-
-
-def _forward(clip, images: list) -> int:
-    with torch.inference_mode():
-        clip.model.encode_image(torch.stack(images))
-    return len(images)
-
-
-def model_only(shards: list[str], clip, batch_size: int, n: int) -> float:
-    """Seconds to embed n preprocessed images already in memory."""
+def first_input(shards: list[str], clip) -> torch.Tensor:
     with open_shard(shards[0]) as stream:
-        first = next(iter_samples(stream))
-    image = clip.preprocess(decode_image(image_bytes(first.members)))
-    batch = torch.stack([image] * batch_size)
-    t = time.perf_counter()
-    for _ in range(int(np.ceil(n / batch_size))):
-        with torch.inference_mode():
+        sample = next(iter(iter_samples(stream)))
+    return clip.preprocess(decode_image(image_bytes(sample.members), clip.image_size))
+
+
+def model_only(clip, image: torch.Tensor, batch_size: int, n: int) -> float:
+    """img/s of encode_image on a batch already on the device, at clip's precision (after a warm-up)."""
+    batch = torch.stack([image] * batch_size).to(clip.device)
+    if clip.device == "cpu":
+        torch.set_num_threads(usable_cores())
+    steps = max(1, int(np.ceil(n / batch_size)))
+    with torch.inference_mode(), autocast(clip):
+        clip.model.encode_image(batch)
+        _sync(clip)
+        t = time.perf_counter()
+        for _ in range(steps):
             clip.model.encode_image(batch)
-    return time.perf_counter() - t
+        _sync(clip)
+    return steps * batch_size / (time.perf_counter() - t)
+
+
+def _sync(clip) -> None:
+    if clip.device != "cpu":
+        torch.cuda.synchronize()
+
+
+def embed_rate(src: str, cfg: Config) -> float:
+    """samples/s of `datapruner embed` (model loading and writing the parts included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        summary = api.embed(src, f"{tmp}/run", cfg, progress=False)
+        return summary["counts"]["valid"] / (time.perf_counter() - t)
+
+
+def flops_per_image(clip, image: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        clip.model.encode_image(image[None].to(clip.device))
+    return float(counter.get_total_flops())
+
+
+def gemm_tflops(device: str, n: int = 8192, reps: int = 20) -> float:
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a @ b
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e12
+
+
+def peak_tflops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
+    """Each rate the best of args.repeats rounds, the four measured in turn in every round (a noisy
+    machine slows them alike)."""
+    image = first_input(list_shards(captioned), clip)
+    base = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers,
+                  device="cpu")
+    runs = {"model_only": lambda: model_only(clip, image, args.batch_size, args.samples),
+            "captions_text_tower_fp32_as_before": lambda: embed_rate(captioned, base.replace(embed_text=True,
+                                                                                            precision="fp32")),
+            "captions_policy_without_text": lambda: embed_rate(captioned, base),
+            "images_only": lambda: embed_rate(images_only, base)}
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(args.repeats):
+        for name, measure in runs.items():
+            best[name] = max(best[name], measure())
+    return {
+        "device": "cpu", "usable_cores": usable_cores(), "precision": clip.precision,
+        "samples_per_s": {k: round(v, 1) for k, v in best.items()},
+        "captions_after_over_before": round(best["captions_policy_without_text"]
+                                            / best["captions_text_tower_fp32_as_before"], 2),
+        "images_only_fraction_of_model_only": round(best["images_only"] / best["model_only"], 3),
+        "note": "embed rates include model loading and writing the parts; the model alone runs at embed's precision",
+    }
+
+
+def cuda_report(args, clip, captioned: str, images_only: str) -> dict:
+    shards = list_shards(captioned)
+    image = first_input(shards, clip)
+    flops = flops_per_image(clip, image)
+    rate_model = model_only(clip, image, args.batch_size, args.samples)
+    cfg = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers,
+                 device=clip.device)
+    rate_embed = max(embed_rate(images_only, cfg) for _ in range(args.repeats))
+    name = torch.cuda.get_device_name()
+    peak, gemm = peak_tflops(name), gemm_tflops(clip.device)
+    out = {"device": name, "precision": clip.precision, "gflops_per_image": round(flops / 1e9, 3),
+           "img_per_s": {"model_only": round(rate_model, 1), "embed_gpu_jpeg_decode": round(rate_embed, 1)},
+           "embed_fraction_of_model_only": round(rate_embed / rate_model, 3),
+           "bf16_gemm_tflops_measured": round(gemm, 1)}
+    for label, rate in (("model_only", rate_model), ("embed", rate_embed)):
+        out[f"mfu_{label}_vs_measured_gemm"] = round(rate * flops / (gemm * 1e12), 4)
+        if peak:
+            out[f"mfu_{label}_vs_datasheet_{peak:g}_tflops"] = round(rate * flops / (peak * 1e12), 4)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default=None)
-    ap.add_argument("--model", default="datapruner-tiny")
+    ap.add_argument("--src", default=None, help="captioned shards (default: synthetic)")
+    ap.add_argument("--src-images-only", default=None)
+    ap.add_argument("--model", default="ViT-S-32")
     ap.add_argument("--pretrained", default="none")
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    src_dir = tempfile.TemporaryDirectory()
-    src = args.src or write_jpeg_shards(src_dir.name)
-    shards = list_shards(src)
-    cfg = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers)
-    clip = load_clip(args.model, args.pretrained, "auto")
-    t = time.perf_counter()
-    n = plain_loop(shards, clip, args.batch_size)
-    t_plain = time.perf_counter() - t
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        api.embed(src, f"{tmp}/run", cfg, progress=False)
-        t_dp = time.perf_counter() - t
-    t_model = model_only(shards, clip, args.batch_size, n)
-    print(json.dumps({
-        "samples": n, "model": args.model, "device": clip.device, "decode_workers": args.workers,
-        "samples_per_s": {"plain_loop": round(n / t_plain, 1), "datapruner_embed": round(n / t_dp, 1),
-                          "model_only": round(n / t_model, 1)},
-        "datapruner_over_plain": round(t_plain / t_dp, 2),
-        "datapruner_fraction_of_model_only": round(t_model / t_dp, 3),
-        "note": "datapruner_embed includes model loading, writing the parts and the metadata",
-    }, indent=2))
+    tmp_a, tmp_b = tempfile.TemporaryDirectory(), tempfile.TemporaryDirectory()
+    captioned = args.src or write_jpeg_shards(tmp_a.name, args.samples)
+    images_only = args.src_images_only or (args.src or write_jpeg_shards(tmp_b.name, args.samples, captions=False))
+    clip = load_clip(args.model, args.pretrained, args.device)
+    report = (cpu_report if clip.device == "cpu" else cuda_report)(args, clip, captioned, images_only)
+    print(json.dumps({"model": args.model, "samples": args.samples, "batch_size": args.batch_size,
+                      "decode_workers_asked": args.workers, **report}, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
    64-d pixel PCA. CLIP on 70k images does not fit a 2-core budget, and random-init CLIP features carry no signal;
 3. three `api.verify` studies, each with 5 seeds, the convergence budget (early stopping on a validation split
    carved from the training data) and the compute-matched fixed-steps budget:
-   - ssl: every method (random, proto hard/easy, el2n, el2n_offset, el2n_probe, dbp) at 0.1-1.0, without KD and
+   - ssl: every method (random, proto hard/easy, el2n, el2n_offset, el2n_probe, dbp) at 0.1, 0.3, 0.7 and 1.0, without KD and
      with KD at alpha 0.5 and 0.9 (and "val": the alpha the validation split prefers), on the whole pool;
    - ssl_pools: random and proto hard/easy on pools of 25 %, 50 % and 100 % of the training data (the
      abundance axis of Sorscher et al.), no KD;
@@ -100,9 +100,9 @@ def embed_splits(dirs: dict, out: Path, name: str, fit) -> tuple[dict[str, Path]
 
 def studies(args) -> dict[str, tuple[str, dict]]:
     """name → (embedding, VerifySpec options)."""
-    common = dict(fractions=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0), seeds=tuple(range(args.seeds)), student="mlp",
-                  budget_modes=("convergence", "fixed_steps"), epochs=args.epochs, batch_size=1024, width=128,
-                  teacher_width=512, threads=2, max_epochs=args.max_epochs)
+    common = dict(fractions=(0.1, 0.3, 0.7, 1.0), seeds=tuple(range(args.seeds)), student="mlp",
+                  budget_modes=("convergence", "fixed_steps"), epochs=args.epochs, batch_size=512, width=128,
+                  teacher_width=512, threads=2, max_epochs=args.max_epochs, patience=3)
     return {
         "ssl": ("ssl", dict(common, methods=ALL_METHODS, kd_alphas=(0.0, 0.5, 0.9))),
         "ssl_pools": ("ssl", dict(common, methods=("random", "proto_hard", "proto_easy"), kd_alphas=(0.0,),
@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/fmnist_study")
     parser.add_argument("--src", default=DEFAULT_SRC, help="folder with the Fashion-MNIST idx .gz files")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=10, help="fixed-steps budget, in passes over the pool")
-    parser.add_argument("--max-epochs", type=int, default=100, help="convergence budget: the cap")
+    parser.add_argument("--epochs", type=int, default=5, help="fixed-steps budget, in passes over the pool")
+    parser.add_argument("--max-epochs", type=int, default=60, help="convergence budget: the cap")
     parser.add_argument("--only", nargs="+", help="run only these studies (ssl, ssl_pools, pca)")
     parser.add_argument("--readme", help="write the generated tables into this README (bench/study_readme.py)")
     args = parser.parse_args()

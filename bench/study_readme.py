@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
+FIGURES = {"ssl": "accuracy_vs_fraction", "ssl_pools": "error_vs_size_pools", "pca": "accuracy_vs_fraction"}
 TITLES = {"ssl": "Every method, with and without KD (SSL embedding, whole pool)",
           "ssl_pools": "The abundance axis: pools of 25 %, 50 % and 100 % (SSL embedding, no KD)",
           "pca": "Comparison row: the same methods on a 64-d pixel PCA (no KD)"}
@@ -32,7 +33,7 @@ def study_section(name: str, directory: Path, images: Path) -> str:
             f"({summary['students_not_converged']} not converged), {len(rows)} rows"
             + (f"; teacher {teachers}" if teachers else "") + f"; {summary['seconds'] / 60:.1f} min.\n")
     figures = []
-    for png in sorted(directory.glob("*.png")):
+    for png in sorted(p for p in directory.glob("*.png") if p.name.startswith(FIGURES[name])):
         target = images / f"study_{name}_{png.name}"
         shutil.copyfile(png, target)
         figures.append(f"![{png.stem.replace('_', ' ')}]({target.as_posix()})")
@@ -77,6 +78,14 @@ def write_readme(out: Path, readme: Path, images: Path = Path("docs/img")) -> No
     readme.write_text(f"{head}{BEGIN}\n{section(out, images)}\n{END}{tail}")
 
 
+def _part_text(part: dict) -> str:
+    if part.get("diff") is None:
+        return f"{part['part']}: no data → {part['verdict']}"
+    accuracy = "exponent" not in part["part"] and "alpha" not in part["part"]
+    diff = f"{100 * part['diff']:+.2f} pt" if accuracy else f"{part['diff']:+.3f}"
+    return f"{part['part']}: Δ {diff}, p_holm {part['p_holm']:.2g} → {part['verdict']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/fmnist_study")
@@ -88,9 +97,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-
-def _part_text(part: dict) -> str:
-    if part.get("diff") is None:
-        return f"{part['part']}: no data → {part['verdict']}"
-    diff = f"{part['diff']:+.3f}" if "exponent" in part["part"] else f"{100 * part['diff']:+.2f} pt"
-    return f"{part['part']}: Δ {diff}, p_holm {part['p_holm']:.2g} → {part['verdict']}"

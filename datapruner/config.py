@@ -31,7 +31,10 @@ class Config:
     batch_size: int = 256
     num_workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (autocast on CUDA only)
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32; auto: bf16 on a GPU or CPU that has it (else fp16 / fp32)
+    # text embeddings: None (auto) when the policy or `metrics` uses them (clip_score); true: whenever
+    # captions exist; false: never
+    embed_text: bool | None = None
     # clustering
     clusters: int | None = None  # None: round(sqrt(N))
     kmeans_sample: int | None = None  # None: 256 points per centroid

@@ -137,6 +137,8 @@ def check_embedding(cfg: Config) -> None:
     integer(cfg, "batch_size", 1)
     integer(cfg, "num_workers", 0)
     choice(cfg, "precision", PRECISIONS)
+    if cfg.embed_text is not None and not isinstance(cfg.embed_text, bool):
+        fail(cfg, "embed_text", "must be true, false or unset (text embeddings when the policy uses them)")
     check_seed(cfg)
 
 

@@ -42,11 +42,11 @@ def shard_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def scored_run(tmp_path_factory, shard_dir) -> Path:
-    """One end-to-end `score` run over shard_dir, shared read-only by the tests."""
+    """One end-to-end `score` run over shard_dir (with text embeddings, for clip_score), shared read-only by the tests."""
     from datapruner import api
 
     run = tmp_path_factory.mktemp("scored") / "run"
-    api.prune(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16), progress=False)
+    api.prune(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embed_text=True), progress=False)
     return run
 
 

@@ -1,7 +1,9 @@
 """The assign map step: each part's nearest centroid and cosine distance, computed once per set of centroids.
 
 Metric fits (EL2N's cluster labels, SemDeDup's grouping) and the score step all read these files,
-so the embeddings are assigned once, not once per user. Chunks bound the memory.
+so the embeddings are assigned once, not once per user. Chunks bound the memory. The nearest centroid
+is exact (datapruner/cluster/nearest.py: largest float64 similarity, lowest id on ties) whatever the
+GEMM precision; the distance is 1 − that similarity, as float32.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ def assign(emb: np.ndarray, index, chunk: int = CHUNK) -> tuple[np.ndarray, np.n
     clusters = np.empty(n, np.int32)
     dist = np.empty(n, np.float32)
     for lo in range(0, n, chunk):
-        x = np.ascontiguousarray(unit_rows(emb[lo:lo + chunk]))
-        sim, ids = index.search(x, 1)
-        clusters[lo:lo + chunk] = ids[:, 0]
-        dist[lo:lo + chunk] = 1.0 - sim[:, 0]
+        ids, sims = index.nearest(np.ascontiguousarray(unit_rows(emb[lo:lo + chunk])))
+        clusters[lo:lo + chunk] = ids
+        dist[lo:lo + chunk] = 1.0 - sims
     return clusters, dist
 
 

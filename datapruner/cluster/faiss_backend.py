@@ -1,4 +1,8 @@
-"""faiss on the GPU when there is one, on the CPU otherwise (with a log line saying so)."""
+"""Where the GEMM-bound steps run: faiss's GPU count (kept for the callers that ask) and the centroid index.
+
+The nearest-centroid search itself is datapruner/cluster/nearest.py (torch: bf16 on CUDA or on a CPU with
+bf16 dot products, plus an exact check), so that the answer is the same on every device and precision.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,7 @@ def use_gpu(device: str = "auto") -> bool:
 
 
 def inner_product_index(centroids, device: str = "auto"):
-    """An exact inner-product index over the centroids, on a GPU when one is available."""
-    import faiss
+    """An exact nearest-centroid (largest inner product) index over the centroids, on CUDA when available."""
+    from datapruner.cluster.nearest import CentroidIndex
 
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    if use_gpu(device):
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(centroids)
-    return index
+    return CentroidIndex(centroids, device)

@@ -32,11 +32,30 @@ def image_bytes(members: dict[str, bytes]) -> bytes:
         "no image", f"no image member (looked for {', '.join(IMAGE_EXTS)}; found {', '.join(sorted(members))})"))
 
 
+# Formats PIL cannot decode at a reduced scale (all but JPEG) cost their full size: a 168-MP PNG takes
+# 3.5 s of a core. Above this many pixels they are refused from the header (JPEGs keep max_image_pixels).
+FULL_DECODE_MAX_PIXELS = 4096 * 4096
+DRAFT_FORMATS = ("JPEG",)
+
+
 def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | None = None):
     """RGB image; with `min_size`, a JPEG much larger than that is decoded at a reduced scale (libjpeg's
     DCT scaling, via PIL's draft) whose sides stay ≥ min_size: the same input after the model's resize,
-    for a fraction of the decoding work. An image over `max_pixels` (None: the config's default) is
-    refused from its header, before any pixel is decoded."""
+    for a fraction of the decoding work. An image over `max_pixels` (None: the config's default), or
+    in a format decoded only at full size over FULL_DECODE_MAX_PIXELS, is refused from its header,
+    before any pixel is decoded."""
+    img = open_image(data, max_pixels)
+    try:
+        if min_size:
+            img.draft("RGB", (min_size, min_size))
+        img.load()
+        return img.convert("RGB")
+    except Exception as exc:
+        raise _undecodable(exc) from None
+
+
+def open_image(data: bytes, max_pixels: int | None = None):
+    """The PIL image with only its header read, refused (UnusableSample) when it is too large to decode."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # max_pixels replaces PIL's cap, which would warn, then raise, below ours
@@ -46,13 +65,15 @@ def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | 
     except Exception as exc:  # PIL raises many types for corrupt data
         raise _undecodable(exc) from None
     _check_pixels(img.size, limit)
-    try:
-        if min_size:
-            img.draft("RGB", (min_size, min_size))
-        img.load()
-        return img.convert("RGB")
-    except Exception as exc:
-        raise _undecodable(exc) from None
+    if img.format not in DRAFT_FORMATS:
+        _check_full_decode(img.format, img.size, limit)
+    return img
+
+
+def is_device_jpeg(img) -> bool:
+    """Whether a GPU JPEG decoder (nvJPEG via torchvision) takes this image as PIL does: baseline or
+    progressive YCbCr or greyscale (CMYK and the rest go through PIL)."""
+    return img.format == "JPEG" and img.mode in ("RGB", "L")
 
 
 def _undecodable(exc: Exception) -> UnusableSample:
@@ -65,6 +86,16 @@ def _check_pixels(size: tuple[int, int], limit: int) -> None:
         raise UnusableSample(reason(
             "image too large", f"{width}×{height} = {width * height} pixels > max_image_pixels {limit} "
                                "(raise max_image_pixels to keep it)"))
+
+
+def _check_full_decode(fmt: str | None, size: tuple[int, int], limit: int) -> None:
+    width, height = size
+    cap = min(limit, FULL_DECODE_MAX_PIXELS)
+    if width * height > cap:
+        raise UnusableSample(reason(
+            "image too large", f"{fmt or 'an image'} of {width}×{height} = {width * height} pixels > {cap}: "
+                               "formats without reduced-scale decoding (all but JPEG) are refused above 4096² pixels, "
+                               "each would cost seconds of decoding"))
 
 
 def json_of(members: dict[str, bytes]) -> dict:

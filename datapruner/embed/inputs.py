@@ -13,7 +13,8 @@ from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
 
 # bump when decoding or preprocessing changes what the same image embeds to, or which samples are valid
-PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names"
+PREPROCESS = ("pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names; "
+              "non-jpeg <= 4096^2 px")
 
 
 def weights_id(pretrained: str) -> str:
@@ -38,7 +39,65 @@ def embed_inputs(cfg: Config) -> dict:
     return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
             "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
             "caption_field": cfg.caption_field, "label_field": cfg.label_field, "max_image_pixels": cfg.max_image_pixels,
-            "allow_unsafe_names": cfg.allow_unsafe_names, "embeddings": None}
+            "allow_unsafe_names": cfg.allow_unsafe_names, "embeddings": None, "text": wants_text(cfg)}
+
+
+# metrics that read text embeddings (PartData.text_emb); a plugin metric says so with `uses_text = True`
+TEXT_METRICS = ("clip_score",)
+
+
+def wants_text(cfg: Config) -> bool:
+    """Whether embed runs the text tower: cfg.embed_text when set, else whether a metric the policy or
+    cfg.metrics scores reads text embeddings."""
+    if cfg.embed_text is not None:
+        return cfg.embed_text
+    from datapruner.metrics.step import metrics_needed
+
+    return any(_uses_text(m) for m in metrics_needed(cfg))
+
+
+def _uses_text(metric: str) -> bool:
+    from datapruner.metrics.registry import get_metric
+
+    try:
+        return bool(getattr(get_metric(metric), "uses_text", metric in TEXT_METRICS))
+    except DataprunerError:  # an unknown name: the policy check names it where the policy is used
+        return metric in TEXT_METRICS
+
+
+def recorded_text(run: RunDir, cfg: Config) -> bool:
+    """Whether this run's embeddings carry text (what embed writes for the parts still to do): the
+    recorded inputs' choice, so every part of a run is alike; runs recorded before the choice existed
+    embedded text whenever captions existed."""
+    embed = run.read_run_json().get("embed") if run.exists() else None
+    if not embed:
+        return wants_text(cfg)
+    return embed["inputs"].get("text", True)
+
+
+def _covers(previous: dict, wanted: dict) -> bool:
+    """The recorded inputs serve this request: equal, or equal but for text the run has and the request
+    does not need (text embeddings are never removed for a policy that does not read them)."""
+    if "text" in wanted:
+        previous = {"text": True, **previous}  # recorded before the choice existed: text whenever captions
+    if previous == wanted:
+        return True
+    return previous.get("text") is True and wanted.get("text") is False and _without_text(previous) == _without_text(wanted)
+
+
+def _without_text(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k != "text"}
+
+
+def _effective(run: RunDir, cfg: Config) -> tuple[dict, str | None]:
+    """The inputs and token to record: the recorded ones when they serve this request and some part is
+    embedded with them (so every part, and the embed token, stays as it is), else this command's (None:
+    the token of these inputs)."""
+    wanted = embed_inputs(cfg)
+    previous = run.read_run_json().get("embed") if run.exists() else None
+    if previous and not cfg.re_embed and run.marked_parts("embed") and _covers(previous["inputs"], wanted):
+        return previous["inputs"], previous["token"]
+    return wanted, None
 
 
 def check(run: RunDir, cfg: Config) -> None:
@@ -46,14 +105,20 @@ def check(run: RunDir, cfg: Config) -> None:
     (unless cfg.re_embed)."""
     wanted = embed_inputs(cfg)
     previous = run.read_run_json().get("embed") if run.exists() else None
-    if previous and previous["inputs"] != wanted and run.marked_parts("embed") and not cfg.re_embed:
+    if previous and not _covers(previous["inputs"], wanted) and run.marked_parts("embed") and not cfg.re_embed:
+        old = previous["inputs"]
+        if {**old, "text": True} == wanted and not old.get("text", True):
+            raise DataprunerError(
+                f"{run.root} was embedded without text embeddings (its policy did not read them), and this "
+                "policy's metrics need them (clip_score): pass --re-embed to embed it again with text, or use "
+                "a new --out (set embed_text: true to embed text whatever the policy)")
         raise DataprunerError(
-            f"{run.root} was embedded with other inputs ({describe_change(previous['inputs'], wanted)}); "
+            f"{run.root} was embedded with other inputs ({describe_change(old, wanted)}); "
             "use a new --out, or pass --re-embed to replace this run's embeddings")
 
 
 def record(run: RunDir, cfg: Config) -> None:
-    wanted = embed_inputs(cfg)
+    wanted, token = _effective(run, cfg)
     from datapruner.steps import token_of
 
     precomputed = None
@@ -62,7 +127,7 @@ def record(run: RunDir, cfg: Config) -> None:
 
         precomputed = resolve(cfg).to_dict()
     # the run writes its own embeddings from precomputed ones too (embed/precomputed.py): no linked folder
-    run.update_run_json(embed={"inputs": wanted, "token": token_of(wanted)}, embeddings_dir=None,
+    run.update_run_json(embed={"inputs": wanted, "token": token or token_of(wanted)}, embeddings_dir=None,
                         precomputed=precomputed)
 
 

@@ -49,21 +49,57 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def pick_precision(device: str, requested: str = "auto") -> str:
+    """On CUDA: the request, auto being bf16 where the GPU has it, else fp16. On the CPU: bf16 autocast
+    where the CPU computes bf16 natively (auto, or asked for), else fp32; fp16 is never used on the CPU."""
     import torch
 
-    if device == "cpu":
+    if device != "cpu":
+        if requested != "auto":
+            return requested
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested == "fp32":
         return "fp32"
-    if requested != "auto":
-        return requested
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if cpu_has_bf16():
+        if requested == "fp16":
+            log.warning("fp16 was asked for on the CPU: embedding in bf16 instead (native on this CPU)")
+        else:
+            log.info("this CPU computes bf16 natively (%s): embedding with bf16 autocast", cpu_bf16_kind())
+        return "bf16"
+    log.info("this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16): embedding in fp32")
+    return "fp32"
+
+
+def cpu_has_bf16() -> bool:
+    return cpu_bf16_kind() is not None
+
+
+def cpu_bf16_kind() -> str | None:
+    """The native bf16 instructions torch finds on this CPU (None: none, bf16 would be emulated and slow)."""
+    import platform
+
+    import torch
+
+    checks = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+    for name, probe in checks:
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None and fn():
+            return name
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:  # oneDNN on Arm reports bf16 only where the core has the BF16 extension
+            return "Arm BF16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+        except (AttributeError, RuntimeError):
+            return None
+    return None
 
 
 def autocast(clip: ClipModel):
-    """bf16/fp16 autocast on CUDA; plain fp32 on the CPU."""
+    """bf16/fp16 autocast on CUDA, bf16 autocast on a CPU that has it; plain fp32 otherwise."""
     import torch
 
-    if clip.device == "cpu" or clip.precision == "fp32":
+    if clip.precision == "fp32":
         return contextlib.nullcontext()
+    if clip.device == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     dtype = torch.bfloat16 if clip.precision == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype)
 

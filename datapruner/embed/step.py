@@ -1,7 +1,11 @@
 """The embed map step: shards in, one embeddings/metadata/errors part per shard out.
 
-Decode workers are a torch DataLoader over whole shards (embed/stream.py); each shard's part is
-written as soon as its last batch is embedded and yielded to the loop, which marks it.
+Decode workers are a torch DataLoader over whole shards (embed/stream.py), as many as asked but never
+more than the cores beside the model's (niced: the model keeps every core); on Ray a GPU actor's batches
+come from CPU decode tasks instead (runners/ray.decode_feed). On CUDA the workers pass JPEGs on raw and
+they are decoded on the GPU (embed/device_decode.py). The text tower runs only when the run's embed
+inputs say so (embed/inputs.wants_text). Each shard's part is written as soon as its last batch is
+embedded and yielded to the loop, which marks it.
 With precomputed embeddings (`--embeddings DIR`) the index, scan and join steps have matched its rows
 to the shards' samples (embed/join.py) and this step writes the run's own parts from them
 (embed/precomputed.py), so every later step reads RUN/embeddings alike.
@@ -9,10 +13,10 @@ to the shards' samples (embed/join.py) and this step writes the run's own parts 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -47,35 +51,49 @@ def setup(ctx):
     return load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
 
 
-def run(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
+@dataclass(frozen=True)
+class EmbedState:
+    """The model and where its decoded batches come from: a runner's feed (the Ray runner's CPU decode
+    tasks) instead of DataLoader workers in this process."""
+
+    clip: object
+    feed: Callable | None = None  # (tasks, decoder, batch_size) -> Iterator[batch]
+
+
+def run(ctx, part_ids: list[str], state) -> Iterator[tuple[str, dict]]:
     if ctx.cfg.embeddings:
         from datapruner.embed.precomputed import build_parts
 
         yield from build_parts(ctx, part_ids)
         return
-    yield from embed_parts(ctx, part_ids, clip)
+    clip, feed = (state.clip, state.feed) if isinstance(state, EmbedState) else (state, None)
+    yield from embed_parts(ctx, part_ids, clip, feed)
 
 
-def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
-    import torch
-
-    from datapruner.embed.stream import Decoder, ShardStream, ShardTask
+def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) -> Iterator[tuple[str, dict]]:
+    from datapruner.embed.device_decode import jpeg_preprocess_on
+    from datapruner.embed.inputs import recorded_text
+    from datapruner.embed.stream import Decoder, ShardTask
 
     run_dir, cfg = ctx.run, ctx.cfg
     ids = run_dir.part_ids()
     tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
+    on_device = jpeg_preprocess_on(clip)
     decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field,
-                      cfg.max_image_pixels, cfg.allow_unsafe_names)
-    workers = min(cfg.num_workers, len(tasks))
-    loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, cfg.batch_size), batch_size=None,
-                                         num_workers=workers, prefetch_factor=2 if workers else None)
+                      cfg.max_image_pixels, cfg.allow_unsafe_names, jpegs_raw=on_device is not None)
+    text = recorded_text(run_dir, cfg)
+    if not text:
+        log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
+    workers = 0 if feed else decode_workers(cfg.num_workers, len(tasks))
+    batches = feed(tasks, decoder, cfg.batch_size) if feed else local_batches(tasks, decoder, cfg.batch_size, workers)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
-    with threads_beside_workers(clip.device, workers), \
-            progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
-        for b in loader:
+    # the model keeps torch's thread count: it already follows the affinity mask (and OMP_NUM_THREADS, which
+    # Ray sets to an actor's CPUs); the decode workers beside it run niced
+    with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
+        for b in batches:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
-            _embed_into(buf, b, clip)
+            _embed_into(buf, b, clip, decoder, on_device, text)
             ends = [r["offset"] + r["length"] for r in b["rows"] if r.get("offset") is not None]
             bar.set_total(estimate.read(b["index"], len(b["rows"]), max(ends, default=None), b["last"]))
             bar.update(len(b["rows"]))
@@ -84,40 +102,71 @@ def embed_parts(ctx, part_ids: list[str], clip) -> Iterator[tuple[str, dict]]:
                 yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
 
 
-@contextlib.contextmanager
-def threads_beside_workers(device: str, workers: int):
-    """On the CPU, leave the decode workers their cores: torch's spinning threads would starve them."""
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: taskset, cgroups' cpusets, Slurm)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decode_workers(requested: int, n_shards: int, cores: int | None = None) -> int:
+    """Decode worker processes: as asked, but never more than the shards (a worker takes whole shards) nor
+    than the cores beside the one the model's loop needs; with one core, decoding runs in this process."""
+    cores = usable_cores() if cores is None else cores
+    return max(0, min(requested, n_shards, cores - 1))
+
+
+def local_batches(tasks, decoder, batch_size: int, workers: int) -> Iterator[dict]:
+    """Decoded batches from DataLoader workers over whole shards (in this process when workers is 0)."""
     import torch
 
-    if device != "cpu" or workers == 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+    from datapruner.embed.stream import ShardStream
+
+    loader = torch.utils.data.DataLoader(ShardStream(tasks, decoder, batch_size), batch_size=None,
+                                         num_workers=workers, prefetch_factor=2 if workers else None,
+                                         worker_init_fn=_decode_worker_init if workers else None)
+    yield from loader
+
+
+def _decode_worker_init(_worker_id: int) -> None:
+    """Decode workers yield the CPU to the model's threads (no longer cut to make room for them): the
+    model keeps every core while the workers keep ahead, and they get the cores whenever it waits."""
+    import torch
+
+    torch.set_num_threads(1)
     try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+        os.nice(DECODE_NICENESS)
+    except OSError:
+        pass
 
 
-def _embed_into(buf: dict, batch: dict, clip) -> None:
+DECODE_NICENESS = 10
+
+
+def _embed_into(buf: dict, batch: dict, clip, decoder, on_device, text: bool) -> None:
     import torch
 
     from datapruner.embed.model import autocast
 
     buf["errors"].extend(batch["errors"])
-    if batch["images"] is None:
+    rows = batch["rows"]
+    if on_device is not None:
+        from datapruner.embed.device_decode import model_inputs
+
+        images, failed = model_inputs(batch, clip, on_device, decoder)
+        buf["errors"].extend({"key": rows[i]["key"], "stage": "decode", "reason": r} for i, r in failed.items())
+        rows = [r for i, r in enumerate(rows) if i not in failed]
+    else:
+        images = None if batch["images"] is None else batch["images"].to(clip.device)
+    if not rows:
         return
-    captions = [r["caption"] for r in batch["rows"]]
+    captions = [r["caption"] for r in rows]
     with torch.inference_mode(), autocast(clip):
-        img = clip.model.encode_image(batch["images"].to(clip.device))
-        buf["img"].append(_normalised(img))
-        if any(c is not None for c in captions):
+        buf["img"].append(_normalised(clip.model.encode_image(images)))
+        if text and any(c is not None for c in captions):
             tokens = clip.tokenizer([c or "" for c in captions]).to(clip.device)
             buf["txt"].append(_normalised(clip.model.encode_text(tokens)))
         else:
             buf["txt"].append(None)
-    buf["rows"].extend(batch["rows"])
+    buf["rows"].extend(rows)
 
 
 def _normalised(x) -> np.ndarray:

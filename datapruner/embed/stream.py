@@ -9,7 +9,8 @@ import torch
 import torch.utils.data
 
 from datapruner.config import Config
-from datapruner.embed.decode import UnusableSample, beside_rows, decode_image, image_bytes, metadata_row
+from datapruner.embed.decode import (UnusableSample, beside_rows, decode_image, image_bytes, is_device_jpeg,
+                                     metadata_row, open_image)
 from datapruner.io.shards import open_shard
 from datapruner.io.tar_samples import SHARD_KEY, iter_samples
 from datapruner.reasons import reason
@@ -31,6 +32,7 @@ class Decoder:
     label_field: str = "label"
     max_pixels: int = Config.max_image_pixels  # larger images are refused from their header
     allow_unsafe_names: bool = False  # keep samples whose member names would escape an extraction dir
+    jpegs_raw: bool = False  # JPEGs a GPU decoder takes are passed on undecoded (embed/device_decode.py)
 
 
 def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterator[dict]:
@@ -55,7 +57,9 @@ def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterato
 
 
 def _empty_batch(task: ShardTask) -> dict:
-    return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False}
+    """images: the preprocessed inputs of the rows not in jpeg_rows; jpegs: the raw JPEGs of jpeg_rows."""
+    return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False,
+            "jpegs": [], "jpeg_rows": []}
 
 
 def _add_sample(batch: dict, sample, decoder: Decoder, beside: dict | None = None) -> None:
@@ -63,17 +67,23 @@ def _add_sample(batch: dict, sample, decoder: Decoder, beside: dict | None = Non
         batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
         return
     try:
-        image = _model_input(decode_image(image_bytes(sample.members), decoder.image_size,
-                                          max_pixels=decoder.max_pixels), decoder)
+        data = image_bytes(sample.members)
+        raw = decoder.jpegs_raw and is_device_jpeg(open_image(data, decoder.max_pixels))
+        image = None if raw else model_input(decode_image(data, decoder.image_size, max_pixels=decoder.max_pixels),
+                                              decoder)
         row = metadata_row(sample, batch["shard"], beside or {}, decoder.caption_field, decoder.label_field)
     except UnusableSample as exc:
         batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
         return
-    batch["images"].append(image)
+    if raw:
+        batch["jpeg_rows"].append(len(batch["rows"]))
+        batch["jpegs"].append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    else:
+        batch["images"].append(image)
     batch["rows"].append(row)
 
 
-def _model_input(image, decoder: Decoder):
+def model_input(image, decoder: Decoder):
     try:
         return decoder.preprocess(image)
     # a decoded image the transforms cannot take (odd size, say) must not kill the DataLoader worker
@@ -93,5 +103,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         mine = self.tasks if info is None else self.tasks[info.id::info.num_workers]
         for task in mine:
             for batch in shard_batches(task, self.decoder, self.batch_size):
-                batch["images"] = torch.stack(batch["images"]) if batch["images"] else None
-                yield batch
+                yield collated(batch)
+
+
+def collated(batch: dict) -> dict:
+    """The batch with its preprocessed images as one tensor (None when it has none)."""
+    batch["images"] = torch.stack(batch["images"]) if batch["images"] else None
+    return batch

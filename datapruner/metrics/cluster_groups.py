@@ -2,8 +2,9 @@
 
 `assigned_sizes` reads the assign step's files (RUN/clusters/assign);
 `cluster_batches` then yields, for consecutive cluster ids holding at most `max_rows` rows together (a larger cluster
-comes alone), those rows' embeddings and where they came from. Memory is about
-max(max_rows, largest cluster) × d × 2 bytes; each batch is one pass over the (memory-mapped) parts.
+comes alone), those rows' embeddings as stored (float16) and where they came from. Memory is about
+max(max_rows, largest cluster) × d × 2 bytes; each row is copied once, straight from its (memory-mapped) part
+into the batch, and never assigned again (the assign step's files say where it goes).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Iterator
 import numpy as np
 
 from datapruner.cluster.assign import part_assignment
-from datapruner.embed.outputs import read_img_emb, unit_rows
+from datapruner.embed.outputs import read_img_emb
 from datapruner.io.rundir import RunDir
 
 
 @dataclass
 class ClusterBatch:
-    emb: np.ndarray  # (n, d) float32 unit rows of the batch's clusters
+    emb: np.ndarray  # (n, d) the batch's rows as stored (float16: renormalise before comparing)
     cluster: np.ndarray  # (n,) int32
     dist: np.ndarray  # (n,) float32 cosine distance to the centroid
     part: np.ndarray  # (n,) int32 index into run.part_ids()
@@ -52,15 +53,30 @@ def batch_bounds(sizes: np.ndarray, max_rows: int) -> list[tuple[int, int]]:
 
 
 def cluster_batches(run: RunDir, sizes: np.ndarray, max_rows: int) -> Iterator[ClusterBatch]:
-    parts = run.part_ids()
     for lo, hi in batch_bounds(sizes, max_rows):
-        pieces = []
-        for p, part in enumerate(parts):
-            clusters, dist = part_assignment(run, part)
-            rows = np.flatnonzero((clusters >= lo) & (clusters < hi))
-            if len(rows):
-                pieces.append(ClusterBatch(unit_rows(read_img_emb(run, part)[rows]), clusters[rows], dist[rows],
-                                           np.full(len(rows), p, np.int32), rows))
-        if pieces:
-            yield ClusterBatch(*(np.concatenate([getattr(b, f) for b in pieces]) for f in
-                                 ("emb", "cluster", "dist", "part", "row")))
+        batch = gather_batch(run, lo, hi, int(sizes[lo:hi].sum()))
+        if batch is not None:
+            yield batch
+
+
+def gather_batch(run: RunDir, lo: int, hi: int, n: int) -> ClusterBatch | None:
+    """The rows of clusters [lo, hi), in (part, row) order, copied once into preallocated arrays."""
+    if n == 0:
+        return None
+    emb = None
+    cluster, dist = np.empty(n, np.int32), np.empty(n, np.float32)
+    part_of, row = np.empty(n, np.int32), np.empty(n, np.int64)
+    at = 0
+    for p, part in enumerate(run.part_ids()):
+        clusters, distances = part_assignment(run, part)
+        rows = np.flatnonzero((clusters >= lo) & (clusters < hi))
+        if not len(rows):
+            continue
+        stored = read_img_emb(run, part)
+        if emb is None:
+            emb = np.empty((n, stored.shape[1]), stored.dtype)
+        end = at + len(rows)
+        emb[at:end], cluster[at:end], dist[at:end] = stored[rows], clusters[rows], distances[rows]
+        part_of[at:end], row[at:end] = p, rows
+        at = end
+    return ClusterBatch(emb, cluster, dist, part_of, row)

@@ -149,13 +149,50 @@ def connection_error(address: str | None, exc: BaseException, stderr: str) -> Da
 
 
 class Worker:
-    """A Ray actor: the task's setup once, then batches of parts."""
+    """A Ray actor: the task's setup once, then batches of parts. A GPU embed actor takes its decoded
+    batches from CPU decode tasks (decode_feed) instead of decode workers of its own."""
 
-    def __init__(self, task):
+    def __init__(self, task, remote_decode: bool = False):
         self.task, self.state = task, task.setup()
+        if remote_decode and self.state is not None:
+            from datapruner.embed.step import EmbedState
+
+            self.state = EmbedState(self.state, decode_feed)
 
     def run(self, parts: list[str]) -> list:
         return list(self.task(self.state, parts))
+
+
+DECODE_CPUS = 1  # per decode task: one shard, read and decoded in order
+DECODE_AHEAD = 4  # batches a decode task may hold unconsumed in the object store
+
+
+def decode_feed(tasks: list, decoder, batch_size: int):
+    """The shards' decoded batches, shard after shard, from one Ray CPU task per shard (all submitted at
+    once, each a streaming generator): decoding runs on any CPU of the cluster, apart from the GPU actors,
+    with as many shards in flight as the call holds. A failed decode task fails the actor's call, which
+    Ray retries; parts already written are skipped."""
+    import ray
+
+    remote = ray.remote(decode_shard).options(num_cpus=DECODE_CPUS, num_returns="streaming", max_retries=0,
+                                              _generator_backpressure_num_objects=DECODE_AHEAD,
+                                              **storage_runtime_env())
+    streams = [remote.remote(task, decoder, batch_size) for task in tasks]
+    try:
+        for stream in streams:
+            for ref in stream:
+                yield ray.get(ref)
+    finally:
+        for stream in streams:  # the call stopped early (an error, a cancel): stop decoding
+            ray.cancel(stream)
+
+
+def decode_shard(task, decoder, batch_size: int):
+    """A Ray decode task's body: one shard's batches, as the local decode workers make them."""
+    from datapruner.embed.stream import collated, shard_batches
+
+    for batch in shard_batches(task, decoder, batch_size):
+        yield collated(batch)
 
 
 def run_task(task, parts: list[str]) -> list:
@@ -218,10 +255,10 @@ def submit_to_pool(actors: list, batches: list[list[str]]):
 
 
 def actor_resources(cfg: Config) -> tuple[float, float]:
-    """(CPUs, GPUs) for one actor."""
+    """(CPUs, GPUs) for one actor: a CPU actor's decode workers beside its model; a GPU actor decodes in
+    CPU tasks of its own (decode_feed), so it holds one CPU."""
     import ray
 
-    cpus = cfg.ray_num_cpus_per_actor or max(1, cfg.num_workers)
     gpus = cfg.ray_num_gpus_per_actor
     if gpus is None:
         gpus = 1.0 if cfg.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -230,6 +267,7 @@ def actor_resources(cfg: Config) -> tuple[float, float]:
 
         raise DataprunerError(f"ray_num_gpus_per_actor={gpus} but the Ray cluster has no GPUs: set it to 0 "
                               "or use --device cpu")
+    cpus = cfg.ray_num_cpus_per_actor or (1 if gpus > 0 else max(1, cfg.num_workers))
     return cpus, gpus
 
 
@@ -261,7 +299,9 @@ def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> 
 
     cpus, gpus = actor_resources(cfg)
     n = actor_count(cfg, cpus, gpus, n_batches)
-    log.info("%s: %d Ray actor(s), %s CPU and %s GPU each", task.step, n, cpus, gpus)
+    remote_decode = gpus > 0 and task.step == "embed" and not cfg.embeddings
+    log.info("%s: %d Ray actor(s), %s CPU and %s GPU each%s", task.step, n, cpus, gpus,
+             "; decoding in Ray CPU tasks, one per shard" if remote_decode else "")
     actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
                                        max_task_retries=RETRIES, **(env or {}))
-    return [actor.remote(task) for _ in range(n)]
+    return [actor.remote(task, remote_decode) for _ in range(n)]

@@ -14,7 +14,11 @@ def global_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config):
 
 
 def uniform_cluster_budget(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> np.ndarray:
-    sizes = alive_cluster_sizes(table, alive)
+    return uniform_quotas(alive_cluster_sizes(table, alive), k)
+
+
+def uniform_quotas(sizes: np.ndarray, k: int) -> np.ndarray:
+    """The same share of k for every non-empty cluster (capped by its size, the rest handed on)."""
     return cluster_quotas(np.full(len(sizes), k / max(1, (sizes > 0).sum())) * (sizes > 0), sizes, k)
 
 

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 def cluster_means(table: pa.Table, alive: np.ndarray, column: str, sizes: np.ndarray) -> np.ndarray:
     clusters = table.column("cluster").to_numpy()[alive]
     values = table.column(column).to_numpy().astype(np.float64)[alive]
-    sums = np.bincount(clusters, weights=values, minlength=len(sizes))
+    return means(np.bincount(clusters, weights=values, minlength=len(sizes)), sizes)
+
+
+def means(sums: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.divide(sums, sizes, out=np.zeros(len(sizes)), where=sizes > 0)
 
 
@@ -63,14 +66,22 @@ def p_spread(p: np.ndarray, nonempty: np.ndarray, tau: float) -> dict:
 
 def dbp_clusters(table: pa.Table, alive: np.ndarray, k: int, cfg: Config) -> pa.Table:
     """The per-cluster DBP table for keeping k of the alive rows (schema metadata: the spread of P)."""
-    if "score_dbp" not in table.column_names:
+    require_dbp_scores(table.column_names)
+    sizes = alive_cluster_sizes(table, alive)
+    d_intra = cluster_means(table, alive, "dist_to_centroid", sizes)
+    return dbp_table(sizes, d_intra, cluster_means(table, alive, "score_dbp", sizes), k, cfg)
+
+
+def require_dbp_scores(columns: list[str]) -> None:
+    if "score_dbp" not in columns:
         raise DataprunerError("the scores have no 'score_dbp' column: rerun `datapruner score` with --budget dbp")
+
+
+def dbp_table(sizes: np.ndarray, d_intra: np.ndarray, complexity: np.ndarray, k: int, cfg: Config) -> pa.Table:
+    """The per-cluster table from the alive rows' cluster sizes and mean distance and score_dbp."""
     options = DBP().options(cfg)
     tau, beta = float(options["tau"]), float(options["beta"])
-    sizes = alive_cluster_sizes(table, alive)
     nonempty = sizes > 0
-    d_intra = cluster_means(table, alive, "dist_to_centroid", sizes)
-    complexity = cluster_means(table, alive, "score_dbp", sizes)
     p = concept_probabilities(complexity, nonempty, tau)
     lower = balance_floor(sizes, k, beta)
     _, quotas = dbp_quotas(p, sizes, k, lower)

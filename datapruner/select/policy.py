@@ -50,15 +50,35 @@ def budget_name(cfg: Config) -> str:
     return cfg.metric if cfg.budget == "global" and cfg.metric in BUDGETS.names() else cfg.budget
 
 
-def apply_filters(table: pa.Table, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+KEPT, LEFT_GLOBAL, LEFT_QUOTA = "kept", "below the global budget", "below its cluster's quota"
+
+
+def removed_by(name: str) -> str:
+    return f"removed by filter {name}"
+
+
+class Reasons:
+    """One small code per row and the texts they stand for: the reason column without a string per row."""
+
+    def __init__(self, n: int, filters: list[str]):
+        self.texts = [KEPT, LEFT_GLOBAL, LEFT_QUOTA, *(removed_by(f) for f in filters)]
+        self.codes = np.full(n, -1, np.int16)  # -1 only until every row has one
+
+    def set(self, mask: np.ndarray, text: str) -> None:
+        self.codes[mask] = self.texts.index(text)
+
+    def column(self) -> pa.Array:
+        return pc.take(pa.array(self.texts, pa.string()), pa.array(self.codes))
+
+
+def apply_filters(table: pa.Table, cfg: Config, reasons: Reasons) -> np.ndarray:
     alive = np.ones(table.num_rows, bool)
-    reason = np.full(table.num_rows, "", dtype=object)
     for spec in cfg.filters:
         name = spec["name"]
         removed = FILTERS.get(name)(table, alive.copy(), {k: v for k, v in spec.items() if k != "name"}, cfg) & alive
-        reason[removed] = f"removed by filter {name}"
+        reasons.set(removed, removed_by(name))
         alive &= ~removed
-    return alive, reason
+    return alive
 
 
 def select_table(table: pa.Table, keep: float, cfg: Config, notes: dict | None = None) -> pa.Table:
@@ -66,12 +86,10 @@ def select_table(table: pa.Table, keep: float, cfg: Config, notes: dict | None =
 
     When the budget explains itself with a per-cluster table, it is put in `notes["budget_clusters"]`.
     """
-    if not 0.0 <= keep <= 1.0:
-        raise DataprunerError(f"--keep must be a fraction in [0, 1], got {keep}")
-    k = round(keep * table.num_rows)
-    alive, reason = apply_filters(table, cfg)
-    if alive.sum() < k:
-        raise DataprunerError(f"the filters left {alive.sum()} samples but keep={keep} asks for {k}: loosen the filters or keep less")
+    k = kept_count(keep, table.num_rows)
+    reasons = Reasons(table.num_rows, [f["name"] for f in cfg.filters])
+    alive = apply_filters(table, cfg, reasons)
+    enough_alive(int(alive.sum()), k, keep)
     budget = budget_name(cfg)
     quotas = BUDGETS.get(budget)(table, alive, k, cfg)
     if isinstance(quotas, pa.Table):
@@ -79,10 +97,21 @@ def select_table(table: pa.Table, keep: float, cfg: Config, notes: dict | None =
             notes["budget_clusters"] = quotas
         quotas = quotas.column("quota").to_numpy()
     kept = take_in_order(table, alive, ranking(table, cfg), k, quotas)
-    reason[kept] = "kept"
-    leftover = alive & ~kept
-    reason[leftover] = "below the global budget" if quotas is None else "below its cluster's quota"
-    return table.append_column("kept", pa.array(kept)).append_column("reason", pa.array(reason.tolist(), pa.string()))
+    reasons.set(kept, KEPT)
+    reasons.set(alive & ~kept, LEFT_GLOBAL if quotas is None else LEFT_QUOTA)
+    return table.append_column("kept", pa.array(kept)).append_column("reason", reasons.column())
+
+
+def kept_count(keep: float, valid: int) -> int:
+    """K = round(keep · N_valid)."""
+    if not 0.0 <= keep <= 1.0:
+        raise DataprunerError(f"--keep must be a fraction in [0, 1], got {keep}")
+    return round(keep * valid)
+
+
+def enough_alive(alive: int, k: int, keep: float) -> None:
+    if alive < k:
+        raise DataprunerError(f"the filters left {alive} samples but keep={keep} asks for {k}: loosen the filters or keep less")
 
 
 def take_in_order(table: pa.Table, alive: np.ndarray, order: np.ndarray, k: int, quotas: np.ndarray | None) -> np.ndarray:

@@ -216,11 +216,11 @@ def write_outputs(out: Path, rows: list[dict], spec, trainer, skipped: dict, cou
 
     teachers = {str(p): {k: v for k, v in t.items() if k != "logits"} for p, t in trainer.teachers.items()}
     published = results.publish(rows, out, max((t["accuracy"] for t in teachers.values()), default=None),
-                                trainer.test_correct(list(trainer.memo)))
+                                trainer.test_correct(trainer.study_keys))
+    students = [trainer.memo[k] for k in trainer.study_keys]
     summary = {
         "teachers": teachers, **counts, "unseen_test_labels": trainer.unseen_test_labels, "rows": len(rows),
-        "students_trained": len(trainer.memo),
-        "students_not_converged": sum(1 for i in trainer.memo.values() if i["converged"] is False),
+        "students_trained": len(students), "students_not_converged": sum(1 for i in students if i["converged"] is False),
         "skipped_methods": skipped, "spec": {f.name: getattr(spec, f.name) for f in fields(spec)},
         "claims": published["claims"], "files": [*published["files"].values(), *published["figures"]],
         "seconds": round(seconds, 1),

@@ -99,7 +99,8 @@ def run_study(spec: StudySpec, trainer: Trainer, pools: dict[float, np.ndarray],
     trainer.train_all(list(jobs.values()), spec.workers or usable_cores(), progress)
     log.info("verify: %d rows from %d students (%.0fs)", len(cells), len(trainer.memo), time.time() - start)
     labels = trainer.y.numpy()
-    student_of = {key: i for i, key in enumerate(trainer.memo)}
+    trainer.study_keys = list(dict.fromkeys(job.key() for job in jobs.values()))
+    student_of = {key: i for i, key in enumerate(trainer.study_keys)}
     rows = flag_under_trained([_row(spec, trainer, pools, labels, cell, job) | {"student_id": student_of[job.key()]}
                                for cell, job in jobs.items()])
     return rows + chosen_alpha_rows(rows)

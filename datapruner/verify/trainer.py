@@ -57,7 +57,15 @@ class Trainer:
         self.x_test, self.y_test = as_tensor(test.x), torch.from_numpy(self.class_ids(test.y))
         self.unseen_test_labels = _unseen(test.y, self.classes)
         self.teachers: dict[float, dict] = {}
-        self.memo: dict[tuple, dict] = {}
+        self.memo: dict[tuple, dict] = _TRAINED.setdefault(self._digest(student, width), {})
+        self.study_keys: list[tuple] = []  # the students of the last study, in row order
+
+    def _digest(self, student: str, width: int) -> str:
+        """What a student's result depends on beyond its Job: the architecture and every tensor."""
+        h = hashlib.sha1(f"{student}/{width}".encode())
+        for t in (self.x, self.y, *self.val, self.x_test, self.y_test):
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
 
     def class_ids(self, labels: np.ndarray) -> np.ndarray:
         """Class ids 0..C-1; a label the training data never has is -1 (always an error)."""
@@ -120,6 +128,7 @@ class Trainer:
 
 
 _TASK = None  # the function the forked workers inherit
+_TRAINED: dict[str, dict] = {}  # per data digest: the students trained in this process (later studies reuse them)
 
 
 def forked_map(fn, items: list, workers: int):

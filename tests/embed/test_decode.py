@@ -126,3 +126,11 @@ def test_no_image_and_the_reasons_are_the_same_every_time():
     bad = {"jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "json": b"[" * 100000}
     for call in (lambda: decode_image(bad["jpg"]), lambda: _fields(json=bad["json"])):
         assert len({_unusable(call) for _ in range(3)}) == 1
+
+
+def test_a_png_over_4096_squared_pixels_is_refused_from_its_header():
+    got = _unusable(lambda: decode_image(_huge_png_header(4097, 4096)))
+    assert got.startswith("image too large: PNG of 4097×4096 = 16781312 pixels > 16777216")
+    # at the cap the size passes, and the (fake) pixel data is what fails
+    assert category_of(_unusable(lambda: decode_image(_huge_png_header(4096, 4096)))) == "undecodable image"
+    assert "max_image_pixels 5000" in _unusable(lambda: decode_image(_png(100, 60), max_pixels=5000))

@@ -34,7 +34,7 @@ def _bad_shards(root: Path) -> Path:
 def test_embeddings_match_valid_samples_and_errors_have_reasons(tmp_path):
     src = _bad_shards(tmp_path / "src")
     run = tmp_path / "run"
-    summary = api.embed(str(src), run, Config(**TINY), progress=False)
+    summary = api.embed(str(src), run, Config(**TINY, embed_text=True), progress=False)
 
     meta0 = pq.read_table(run / "embeddings/metadata/metadata_0.parquet")
     emb0 = np.load(run / "embeddings/img_emb/img_emb_0.npy")

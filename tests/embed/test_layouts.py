@@ -51,7 +51,7 @@ def _cfg(**kw) -> Config:
 @pytest.fixture(scope="module")
 def direct(source, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("direct") / "run"
-    api.prune(str(source), run, 0.5, _cfg(), progress=False)
+    api.prune(str(source), run, 0.5, _cfg(embed_text=True), progress=False)  # text, for the round trip
     return run
 
 

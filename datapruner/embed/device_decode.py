@@ -1,0 +1,151 @@
+"""JPEG decode on the GPU (nvJPEG, batched, through torchvision) and open_clip's preprocessing on tensors.
+
+At GPU speeds CPU decode is the bottleneck, so on CUDA the decode workers only read the shards and check
+each image's header (embed/stream.py, Decoder.jpegs_raw); the raw JPEGs are decoded here, on the model's
+device, and resized, cropped and normalised there as open_clip's PIL transforms would. Other formats, and
+JPEGs the GPU decoder refuses, are decoded by PIL as on the CPU path, so the same samples are valid.
+The same functions run on CPU tensors (the tests compare them with the PIL path).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from datapruner.embed.decode import UnusableSample, decode_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorPreprocess:
+    """open_clip's image transform (Resize shorter side, CenterCrop, to float, Normalize) on uint8 CHW tensors."""
+
+    size: int
+    crop: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: object  # torchvision InterpolationMode
+
+    @classmethod
+    def of(cls, preprocess) -> "TensorPreprocess | None":
+        """The transform read from open_clip's Compose; None when it holds a step this module does not
+        reproduce (e.g. resize_mode "longest" or "squash"), so the CPU path is kept."""
+        from torchvision import transforms as T
+
+        found: dict = {}
+        for step in getattr(preprocess, "transforms", None) or [None]:
+            kind = type(step).__name__
+            if isinstance(step, T.Resize):
+                size = step.size if isinstance(step.size, int) else step.size[0] if len(step.size) == 1 else None
+                if size is None or step.max_size is not None:
+                    return None
+                found["size"], found["interpolation"] = size, step.interpolation
+            elif isinstance(step, T.CenterCrop):
+                found["crop"] = tuple(step.size)
+            elif isinstance(step, T.Normalize):
+                found["mean"], found["std"] = tuple(step.mean), tuple(step.std)
+            elif kind not in ("MaybeConvertMode", "MaybeToTensor", "ToTensor", "function"):
+                return None
+        if set(found) != {"size", "interpolation", "crop", "mean", "std"}:
+            return None
+        return cls(**found)
+
+    def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """uint8 (3, H, W) images, on any device → the model's float input batch on that device."""
+        from torchvision.transforms.v2 import functional as F
+
+        out = [F.center_crop(F.resize(img, [self.size], interpolation=self.interpolation, antialias=True),
+                             list(self.crop)) for img in images]
+        batch = torch.stack(out).float().div_(255)
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
+        return batch.sub_(mean).div_(std)
+
+
+def jpeg_preprocess_on(clip) -> TensorPreprocess | None:
+    """The tensor transform when JPEGs are decoded on the model's GPU; None (the CPU decode path, with a
+    log line saying why) on the CPU, without a working GPU decoder, or with a transform not reproduced."""
+    if not str(clip.device).startswith("cuda"):
+        return None
+    prep = TensorPreprocess.of(clip.preprocess)
+    if prep is None:
+        log.warning("the model's preprocessing is not Resize+CenterCrop+Normalize: decoding on the CPU instead of %s",
+                    clip.device)
+        return None
+    problem = _probe(clip.device)
+    if problem:
+        log.warning("JPEG decoding on %s does not work here (%s): decoding on the CPU", clip.device, problem)
+        return None
+    log.info("decoding JPEGs on %s (torchvision nvJPEG, batched); other formats on the CPU", clip.device)
+    return prep
+
+
+def _probe(device: str) -> str | None:
+    from PIL import Image
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, format="JPEG")
+    try:
+        decode_jpeg([torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)], mode=ImageReadMode.RGB,
+                    device=device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def decode_jpegs(jpegs: list[torch.Tensor], device) -> list[torch.Tensor | None]:
+    """uint8 (3, H, W) RGB images on `device`, one batched call; None for each one the decoder refuses."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return list(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:  # one bad image fails the whole batch: find it
+        return [_decode_one(j, device) for j in jpegs]
+
+
+def _decode_one(jpeg: torch.Tensor, device) -> torch.Tensor | None:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(jpeg, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return None
+
+
+def model_inputs(batch: dict, clip, prep: TensorPreprocess, decoder) -> tuple[torch.Tensor | None, dict[int, str]]:
+    """The batch's model input on clip.device, rows in order: the workers' preprocessed images and its raw
+    JPEGs decoded on the device. Returns (inputs without the failed rows, {row: reason} of the rows whose
+    image neither the device decoder nor PIL could decode)."""
+    from datapruner.embed.stream import model_input
+
+    n = len(batch["rows"])
+    if n == 0:
+        return None, {}
+    images = batch["images"]
+    if not batch["jpegs"]:
+        return images.to(clip.device, non_blocking=True), {}
+    out = torch.empty((n, 3, *prep.crop), device=clip.device)
+    jpeg_rows = batch["jpeg_rows"]
+    others = sorted(set(range(n)) - set(jpeg_rows))
+    if others:
+        out[others] = images.to(clip.device, non_blocking=True)
+    decoded = decode_jpegs(batch["jpegs"], clip.device)
+    good = [(row, img) for row, img in zip(jpeg_rows, decoded) if img is not None]
+    if good:
+        out[[row for row, _ in good]] = prep([img for _, img in good])
+    failed: dict[int, str] = {}
+    for row, img, raw in zip(jpeg_rows, decoded, batch["jpegs"]):
+        if img is None:  # PIL decides, as on the CPU path: decoded there, or the same reason recorded
+            try:
+                pil = decode_image(raw.numpy().tobytes(), decoder.image_size, max_pixels=decoder.max_pixels)
+                out[row] = model_input(pil, decoder).to(clip.device)
+            except UnusableSample as exc:
+                failed[row] = str(exc)
+    if failed:
+        out = out[[i for i in range(n) if i not in failed]]
+    return out, failed
