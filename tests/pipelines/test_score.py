@@ -179,7 +179,7 @@ def test_a_new_selection_leaves_no_stale_optional_outputs(run_copy):
 def test_map_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path):
     """What an orchestrator does with api.partition: each group of parts as its own call."""
     run = tmp_path / "grouped"
-    cfg = Config(**TINY, clusters=4, shard_size=16)
+    cfg = Config(**TINY, clusters=4, shard_size=16, embed_text=True)  # as scored_run
     src = str(shard_dir)
     for group in api.partition("embed", run, cfg, groups=2, src=src):
         api.embed(src, run, cfg, progress=False, parts=group)
