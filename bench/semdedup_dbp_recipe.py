@@ -283,7 +283,7 @@ def gflops(flops: float, seconds: float | None) -> float | None:
     return round(flops / seconds / 1e9, 1) if seconds else None
 
 
-def main() -> None:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=512)
@@ -293,74 +293,94 @@ def main() -> None:
     ap.add_argument("--copies", type=float, default=0.1, help="share of rows that are near-copies of earlier ones")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    import faiss
+    return ap.parse_args()
 
-    faiss.omp_set_num_threads(args.threads)
-    from datapruner.cluster.gemm import gemm_precision
+
+def measure(args) -> dict:
+    """datapruner's recipe, then the plain one on datapruner's centroids (so kept sets compare), in one process."""
     from datapruner.cluster.kmeans import load_sample, sample_rows, sample_size
 
-    rates_before = gemm_rates()
+    m = {"rates_before": gemm_rates()}
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp) / "run")
         write_synthetic_run(run, args.rows, args.dim, args.parts, min(args.concepts, args.rows // 10), args.seed,
                             copies=args.copies)
-        n = sum(read_img_emb(run, p).shape[0] for p in run.part_ids())
-        k = min(args.clusters, n)
-        ours = run_datapruner(run, k, args.threads)
-        ours_kept = kept_keys(run)
-        pairs = semdedup_pairs(run)
-        centroids = np.load(run.centroids)
         counts = [read_img_emb(run, p).shape[0] for p in run.part_ids()]
-        size = sample_size(n, k, None)
-        sample = load_sample(run, run.part_ids(), sample_rows(counts, size, Config().seed))
+        m["n"] = n = sum(counts)
+        m["k"] = k = min(args.clusters, n)
+        m["ours"] = run_datapruner(run, k, args.threads)
+        m["ours_kept"] = kept_keys(run)
+        m["pairs"] = semdedup_pairs(run)
+        m["centroids"] = np.load(run.centroids)
+        m["size"] = sample_size(n, k, None)
+        m["sample"] = load_sample(run, run.part_ids(), sample_rows(counts, m["size"], Config().seed))
         wall = time.perf_counter()
-        base_centroids, t_base_kmeans, base_iterations = baseline_kmeans(sample, k, Config().seed)
-        wall_base_kmeans = time.perf_counter() - wall
-        rss_base_kmeans = peak_rss_mib()
-        base = run_baseline(run, centroids)
-    rates_after = gemm_rates()
-    assert ours_kept == base["kept"], (f"kept sets differ: {len(ours_kept ^ base['kept'])} rows "
-                                       f"({len(ours_kept)} vs {len(base['kept'])} kept)")
-    obj_ours, obj_base = objective(sample, centroids), objective(sample, base_centroids)
+        m["base_centroids"], m["t_base_kmeans"], m["base_iterations"] = baseline_kmeans(m["sample"], k, Config().seed)
+        m["wall_base_kmeans"] = time.perf_counter() - wall
+        m["rss_base_kmeans"] = peak_rss_mib()
+        m["base"] = run_baseline(run, m["centroids"])
+    m["rates_after"] = gemm_rates()
+    kept, base_kept = m["ours_kept"], m["base"]["kept"]
+    assert kept == base_kept, f"kept sets differ: {len(kept ^ base_kept)} rows ({len(kept)} vs {len(base_kept)} kept)"
+    return m
+
+
+def gflops_table(m: dict, dim: int) -> dict:
+    """The FLOP rate of each GEMM-bound step, datapruner's and the baseline's."""
+    ours, base, st = m["ours"], m["base"], m["ours"]["steps"]
+    flops = {"kmeans_iteration": 2.0 * m["size"] * m["k"] * dim, "assign": 2.0 * m["n"] * m["k"] * dim,
+             "semdedup_similarity": 2.0 * m["pairs"] * dim}
+    return {
+        "datapruner": {"kmeans": gflops(flops["kmeans_iteration"] * ours["iterations"], st.get("kmeans")),
+                       "assign": gflops(flops["assign"], st.get("assign")),
+                       "semdedup_similarity": gflops(flops["semdedup_similarity"], st.get("semdedup_similarity"))},
+        "baseline": {"kmeans": gflops(flops["kmeans_iteration"] * m["base_iterations"], m["t_base_kmeans"]),
+                     "assign": gflops(flops["assign"], base["seconds"]["assign"]),
+                     "semdedup_similarity": gflops(flops["semdedup_similarity"], base["seconds"]["semdedup_similarity"])},
+    }
+
+
+def report(m: dict, args) -> dict:
+    from datapruner.cluster.gemm import gemm_precision
+
+    ours, base = m["ours"], m["base"]
+    obj_ours, obj_base = objective(m["sample"], m["centroids"]), objective(m["sample"], m["base_centroids"])
     t_ours = ours["cluster"] + ours["select"]
-    t_base = t_base_kmeans + sum(base["seconds"].values())
-    rates = {key: max(rates_before[key], rates_after[key]) for key in rates_before}
-    d = args.dim
-    flops = {"kmeans_iteration": 2.0 * size * k * d, "assign": 2.0 * n * k * d, "semdedup_similarity": 2.0 * pairs * d}
-    st = ours["steps"]
-    print(json.dumps({
-        "rows": n, "dim": d, "clusters": k, "kmeans_sample": size, "eps": EPS, "keep": KEEP, "threads": args.threads,
-        "gemm_precision": gemm_precision("cpu"),
+    t_base = m["t_base_kmeans"] + sum(base["seconds"].values())
+    before, after = m["rates_before"], m["rates_after"]
+    rates = {key: max(before[key], after[key]) for key in before}
+    return {
+        "rows": m["n"], "dim": args.dim, "clusters": m["k"], "kmeans_sample": m["size"], "eps": EPS, "keep": KEEP,
+        "threads": args.threads, "gemm_precision": gemm_precision("cpu"),
         "core_gemm_gflops": {"fp32_numpy": rates["fp32_numpy"], "bf16_torch": rates["bf16_torch"],
-                             "before": rates_before, "after": rates_after},
+                             "before": before, "after": after},
         "seconds": {
             "datapruner": {"total": round(t_ours, 1), "cluster": round(ours["cluster"], 1),
                            "select": round(ours["select"], 1),
-                           **{name: round(v, 2) for name, v in st.items() if name != "kmeans_iterations"}},
-            "baseline": {"total": round(t_base, 1), "kmeans": round(t_base_kmeans, 1),
+                           **{name: round(v, 2) for name, v in ours["steps"].items() if name != "kmeans_iterations"}},
+            "baseline": {"total": round(t_base, 1), "kmeans": round(m["t_base_kmeans"], 1),
                          **{name: round(v, 2) for name, v in base["seconds"].items()}},
             "datapruner_over_baseline": round(t_ours / t_base, 3),
             "clock": "process CPU seconds (one thread)",
-            "wall": {"datapruner": round(ours["wall"], 1), "baseline": round(wall_base_kmeans + base["wall"], 1)},
+            "wall": {"datapruner": round(ours["wall"], 1), "baseline": round(m["wall_base_kmeans"] + base["wall"], 1)},
         },
-        "kmeans": {"datapruner_iterations": ours["iterations"], "baseline_iterations": base_iterations,
+        "kmeans": {"datapruner_iterations": ours["iterations"], "baseline_iterations": m["base_iterations"],
                    "objective_datapruner": round(obj_ours, 2), "objective_baseline": round(obj_base, 2),
                    "relative_gap": round((obj_base - obj_ours) / abs(obj_base), 6)},
-        "gflops": {
-            "datapruner": {"kmeans": gflops(flops["kmeans_iteration"] * ours["iterations"], st.get("kmeans")),
-                           "assign": gflops(flops["assign"], st.get("assign")),
-                           "semdedup_similarity": gflops(flops["semdedup_similarity"], st.get("semdedup_similarity"))},
-            "baseline": {"kmeans": gflops(flops["kmeans_iteration"] * base_iterations, t_base_kmeans),
-                         "assign": gflops(flops["assign"], base["seconds"]["assign"]),
-                         "semdedup_similarity": gflops(flops["semdedup_similarity"],
-                                                       base["seconds"]["semdedup_similarity"])},
-        },
+        "gflops": gflops_table(m, args.dim),
         "peak_rss_mib": {"datapruner_after_cluster": ours["rss_cluster"], "datapruner_after_select": ours["rss_select"],
-                         "baseline_after_kmeans": rss_base_kmeans, "baseline_after_recipe": base["rss"]},
-        "kept": len(ours_kept), "removed_by_semdedup_baseline": base["removed_by_semdedup"],
+                         "baseline_after_kmeans": m["rss_base_kmeans"], "baseline_after_recipe": base["rss"]},
+        "kept": len(m["ours_kept"]), "removed_by_semdedup_baseline": base["removed_by_semdedup"],
         "kept_sets_identical": True,
-    }, indent=2))
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    print(json.dumps(report(measure(args), args), indent=2))
 
 
 if __name__ == "__main__":
