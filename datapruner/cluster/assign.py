@@ -44,7 +44,7 @@ def run(ctx, part_ids: list[str], state=None):
     from datapruner.embed.outputs import read_img_emb
 
     rd = ctx.run
-    index = inner_product_index(np.load(rd.centroids), ctx.cfg.device)
+    index = inner_product_index(np.load(rd.centroids), ctx.cfg.device, one_pass=True)
     for part in part_ids:
         clusters, dist = assign(read_img_emb(rd, part), index)
         save_npy(rd.assigned_cluster(part), clusters)

@@ -26,8 +26,8 @@ def use_gpu(device: str = "auto") -> bool:
     return False
 
 
-def inner_product_index(centroids, device: str = "auto"):
+def inner_product_index(centroids, device: str = "auto", one_pass: bool = False):
     """An exact nearest-centroid (largest inner product) index over the centroids, on CUDA when available."""
     from datapruner.cluster.nearest import CentroidIndex
 
-    return CentroidIndex(centroids, device)
+    return CentroidIndex(centroids, device, one_pass)

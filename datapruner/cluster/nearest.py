@@ -8,14 +8,19 @@ returned with it is the float32 dot product with the chosen centroid (`chosen_si
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from datapruner.cluster import bounded
+from datapruner.cluster.bounded import BoundedSearch
 from datapruner.cluster.gemm import (Operand, bound_rows, candidates, entry_bound, exact_rowwise_max, floor_of,
-                                     gemm_precision, pair_similarity, prepare, raw_products, row_bound, rows_of,
+                                     gemm_precision, one_pass_precision, pair_similarity, prepare, raw_products, row_bound, rows_of,
                                      torch_device)
+
+log = logging.getLogger(__name__)
 
 CHUNK = 16384  # rows per product: CHUNK × k float32 scores and bounds in memory
 
@@ -29,11 +34,13 @@ class NearestStats:
 class CentroidIndex:
     """The centroids, ready for exact nearest-centroid queries on `device` in the run's GEMM precision."""
 
-    def __init__(self, centroids: np.ndarray, device: str = "auto"):
+    def __init__(self, centroids: np.ndarray, device: str = "auto", one_pass: bool = False):
+        """`one_pass`: each query row is multiplied once (see gemm.one_pass_precision)."""
         self.device = torch_device(device)
-        self.precision = gemm_precision(self.device.type)
+        self.precision = (one_pass_precision if one_pass else gemm_precision)(self.device.type)
         self.centroids = prepare(np.asarray(centroids, np.float32), self.device, self.precision)
         self._fp32 = None
+        self._bounded = None  # BoundedSearch once built, False once it stopped paying
         self.stats = NearestStats()
 
     @property
@@ -52,10 +59,27 @@ class CentroidIndex:
     def nearest_ids(self, a: Operand) -> np.ndarray:
         """The exact nearest centroid of each prepared row."""
         n = len(a.exact)
-        ids = np.empty(n, np.int64)
-        for lo in range(0, n, CHUNK):
-            ids[lo:lo + CHUNK] = self.nearest_chunk(rows_of(a, lo, lo + CHUNK))
+        ids, lo = np.empty(n, np.int64), 0
+        while lo < n:
+            search = self.bounded_search()
+            hi = min(n, lo + (bounded.CHUNK if search else CHUNK))
+            ids[lo:hi] = search.nearest(a.exact[lo:hi]) if search else self.nearest_chunk(rows_of(a, lo, hi))
+            lo = hi
         return ids
+
+    def bounded_search(self) -> BoundedSearch | None:
+        """The triangle-inequality search (datapruner/cluster/bounded.py) on the CPU at large k, while it compares
+        rows with few enough centroids to pay; None: one product with every centroid."""
+        if self.device.type != "cpu" or self.k < bounded.MIN_CLUSTERS or self._bounded is False:
+            return None
+        if self._bounded is None:
+            self._bounded = BoundedSearch(self.centroids.exact)
+        if not self._bounded.worthwhile():
+            log.info("nearest centroid: rows are compared with %.0f of %d centroids on average; every centroid from "
+                     "here on", self._bounded.compared / self._bounded.rows, self.k)
+            self._bounded = False
+            return None
+        return self._bounded
 
     def nearest_chunk(self, a: Operand) -> np.ndarray:
         if self.k == 1:

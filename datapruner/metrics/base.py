@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from datapruner.config import Config
+from datapruner.embed.outputs import read_img_emb, read_text_emb, unit_rows
 from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
 
 
 @dataclass
 class PartData:
-    """Everything the score map step knows about one part; rows are in metadata order."""
+    """Everything the score map step knows about one part; rows are in metadata order. The embeddings are
+    read on first use (most metrics need only the assignment)."""
 
     run: RunDir
     part: str
-    img_emb: np.ndarray  # (n, d) float32, renormalised from the stored float16 (embed/outputs.unit_rows)
-    text_emb: np.ndarray | None  # the same, zero rows where a sample has no caption
     meta: pa.Table  # shard, key, offset, length, [uid, caption, label]
     cluster: np.ndarray  # (n,) int32
     dist: np.ndarray  # (n,) float32, cosine distance to the nearest centroid
     centroids: np.ndarray  # (k, d) float32
+
+    @cached_property
+    def img_emb(self) -> np.ndarray:
+        """(n, d) float32, renormalised from the stored float16 (embed/outputs.unit_rows)."""
+        return unit_rows(read_img_emb(self.run, self.part))
+
+    @cached_property
+    def text_emb(self) -> np.ndarray | None:
+        """The same for captions, zero rows where a sample has none; None without text embeddings."""
+        text = read_text_emb(self.run, self.part)
+        return None if text is None else unit_rows(text)
 
 
 class Metric:

@@ -15,12 +15,13 @@ rows (memory block² floats), and writes one score file per part under RUN/metri
 (the scores are held in memory meanwhile: 4 bytes per row). Scores are exact whatever the GEMM
 precision: a bf16 (or float32) pass with a proven error bound keeps the earlier rows that can be a
 row's maximum, and those pairs are evaluated in float64 (datapruner/cluster/gemm.py).
-Options (metric_options.semdedup): order (hard|easy), max_rows (1_000_000), block (1024).
+Options (metric_options.semdedup): order (hard|easy), max_rows (1_000_000), block (4096).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import blas
 
 from datapruner.cluster.gemm import (Operand, bound_rows, candidates, exact_rowwise_max, floor_of, gemm_precision,
                                      prepare, products, row_bound, rows_of, torch_device)
@@ -31,14 +32,14 @@ from datapruner.io.rundir import RunDir
 from datapruner.metrics.base import FittedMetric, PartData
 from datapruner.metrics.cluster_groups import ClusterBatch, assigned_sizes, cluster_batches
 
-DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 1024}
+DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 4096}
 # below this many rows a cluster's float32 pass is as fast as bf16 plus its wider exact check (measured on
 # an AVX-512 BF16 CPU); the answer is the same either way
 BF16_MIN_ROWS = 8192
 SAME_DIRECTION = 2e-6  # x·x of a renormalised float32 unit row lands within ~1e-7 of 1
 
 
-def max_similarity_to_earlier(x: np.ndarray, block: int = 1024, device: str = "cpu") -> np.ndarray:
+def max_similarity_to_earlier(x: np.ndarray, block: int = 4096, device: str = "cpu") -> np.ndarray:
     """For unit rows in order: each row's max cosine similarity (x·x') to any earlier row; −1 for the first.
 
     Exact (datapruner/cluster/gemm.py): a bf16 (or float32) pass keeps, per row, the earlier rows whose
@@ -69,9 +70,7 @@ def earlier_candidates(rows: Operand, lo: int, hi: int, block: int) -> tuple[np.
     for clo in range(0, hi, block):
         chi = min(hi, clo + block)
         b = rows_of(rows, clo, chi)
-        s_hat = products(a, b)
-        if chi > lo:  # the diagonal block: only strictly earlier columns count
-            s_hat[np.arange(clo, chi)[None, :] >= np.arange(lo, hi)[:, None]] = -np.inf
+        s_hat = products(a, b) if chi <= lo else strictly_earlier_products(a)
         top = s_hat.max(axis=1)
         bound = bound_rows(lambda i: s_hat[i], top, row_bound(a, b), rows.precision)
         best_lower = np.maximum(best_lower, np.where(np.isfinite(top), top - bound, -np.inf))
@@ -82,6 +81,21 @@ def earlier_candidates(rows: Operand, lo: int, hi: int, block: int) -> tuple[np.
     r, c = r[final], c[final]
     order = np.lexsort((c, r))
     return r[order], c[order]
+
+
+def strictly_earlier_products(a: Operand) -> np.ndarray:
+    """Ŝ of a block of rows with itself, −inf on and above the diagonal (only strictly earlier rows count).
+    On the CPU in float32, BLAS's symmetric rank-k update computes only the triangle that is needed."""
+    n = len(a.exact)
+    if a.precision == "fp32" and not a.low.is_cuda:
+        # x·xᵀ's upper triangle in column-major order is the lower one of the row-major result; BLAS leaves the
+        # other triangle as given (−inf)
+        upper = blas.ssyrk(1.0, a.exact.T, beta=0.0, c=np.full((n, n), -np.inf, np.float32, order="F"),
+                           trans=1, lower=0, overwrite_c=1)
+        s_hat = np.ascontiguousarray(upper.T)
+        np.fill_diagonal(s_hat, -np.inf)
+        return s_hat
+    return np.where(np.tri(n, k=-1, dtype=bool), products(a, a), np.float32(-np.inf))
 
 
 def within_cluster_order(batch: ClusterBatch, order: str) -> np.ndarray:

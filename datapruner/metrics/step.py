@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from datapruner.cluster.assign import part_assignment
 from datapruner.config import Config
-from datapruner.embed.outputs import read_img_emb, read_metadata, read_text_emb, unit_rows
+from datapruner.embed.outputs import read_metadata
 from datapruner.io.atomic import save_parquet
 from datapruner.io.rundir import RunDir
 from datapruner.metrics.base import PartData
@@ -98,8 +98,5 @@ def score_part(run: RunDir, part: str, cfg: Config) -> int:
 
 def load_part(run: RunDir, part: str, cfg: Config) -> PartData:
     clusters, dist = part_assignment(run, part)
-    text = read_text_emb(run, part)
-    return PartData(run, part, unit_rows(read_img_emb(run, part)), None if text is None else unit_rows(text),
-                    read_metadata(run, part, run.shard_of(part)),
-                    clusters, dist, np.load(run.centroids))
+    return PartData(run, part, read_metadata(run, part, run.shard_of(part)), clusters, dist, np.load(run.centroids))
 

@@ -62,7 +62,7 @@ def _clusters(emb: np.ndarray, cfg, seed: int) -> tuple[np.ndarray, np.ndarray, 
     k = min(cfg.clusters or default_clusters(n), n)
     rows = sample_rows([n], sample_size(n, k, cfg.kmeans_sample), seed)[0]
     centroids = fit_centroids(np.ascontiguousarray(emb[rows]), k, cfg.replace(seed=seed))
-    cluster, dist = assign(emb, inner_product_index(centroids, cfg.device))
+    cluster, dist = assign(emb, inner_product_index(centroids, cfg.device, one_pass=True))
     return cluster, dist, centroids
 
 

@@ -13,7 +13,7 @@ from datapruner.select.filters import clip_score_filter, el2n_offset_filter
 
 def test_clip_score_is_the_rowwise_cosine_of_image_and_text(scored_run):
     run = RunDir(scored_run)
-    part, shard = run.part_ids()[0], run.shards()[0]
+    part = run.part_ids()[0]
     data = load_part(run, part, Config())
     img = np.load(scored_run / f"embeddings/img_emb/img_emb_{part}.npy").astype(np.float64)
     txt = np.load(scored_run / f"embeddings/text_emb/text_emb_{part}.npy").astype(np.float64)
