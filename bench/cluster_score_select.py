@@ -61,14 +61,15 @@ def timed(fn, *args, **kwargs):
 
 
 def assignment_vs_gemm(run: RunDir) -> tuple[float, float, int]:
-    """Seconds for the assignment (faiss flat IP search, chunked, float16 in) and for a plain float32
+    """Seconds for the assignment (datapruner's exact nearest centroid, chunked, float16 in) and for a plain float32
     sgemm of the same shapes on the same rows, interleaved part by part so machine noise hits both."""
-    from datapruner.cluster.assign import CHUNK, assign
+    from datapruner.cluster.assign import assign
     from datapruner.cluster.faiss_backend import inner_product_index
     from datapruner.embed.outputs import read_img_emb
 
     centroids = np.load(run.centroids)
-    index = inner_product_index(centroids, "cpu")
+    index = inner_product_index(centroids, "cpu", one_pass=True)
+    chunk = index.chunk_rows
     t_assign = t_gemm = 0.0
     n = 0
     for part in run.part_ids():
@@ -78,8 +79,8 @@ def assignment_vs_gemm(run: RunDir) -> tuple[float, float, int]:
         assign(emb, index)
         t_assign += time.perf_counter() - t
         t = time.perf_counter()
-        for lo in range(0, len(x32), CHUNK):
-            x32[lo:lo + CHUNK] @ centroids.T
+        for lo in range(0, len(x32), chunk):
+            x32[lo:lo + chunk] @ centroids.T
         t_gemm += time.perf_counter() - t
         n += len(emb)
     return t_assign, t_gemm, n

@@ -13,7 +13,7 @@ blocks of the ordered cluster (max similarity to earlier rows), d_inter by faiss
 (datapruner.select.quotas.cluster_quotas: the integer rounding rule, O(k)), then the quota's first rows.
 Prints both times and their ratio, asserts identical kept sets, the k-means objective of both, the
 FLOP rate of each GEMM-bound step against this core's fp32 (numpy) and bf16 (torch) GEMM rates
-measured in this process, and the peak RSS (ru_maxrss, cumulative) after each figure. Times are the
+measured in this process, and the peak RSS of each phase (VmHWM, reset before it). Times are the
 process's CPU seconds (one thread: the work done, not what the machine's other tenants took), wall
 seconds beside them.
 """
@@ -53,7 +53,21 @@ SELECT_STEPS = ("assign", "fit", "score", "select")  # `datapruner select` witho
 
 
 def peak_rss_mib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    """This process's peak RSS since the last reset_peak_rss (VmHWM), or since it started (ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) // 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def reset_peak_rss() -> None:
+    """Start a phase's peak from the current RSS (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 # data ------------------------------------------------------------------------------------------------
@@ -129,10 +143,12 @@ def run_datapruner(run: RunDir, k: int, threads: int) -> dict:
     cfg = Config(device="cpu", clusters=k, kmeans_iters=ITERATIONS, metric="dbp", order="hard",
                  filters=({"name": "semdedup", "eps": EPS},))
     try:
+        reset_peak_rss()
         t, wall = now(), time.perf_counter()
         api.cluster(run.root, cfg)
         t_cluster = now() - t
         rss_cluster = peak_rss_mib()
+        reset_peak_rss()
         t = now()
         for step in SELECT_STEPS:
             api.step(step, run.root, cfg.replace(keep=KEEP), progress=False)
@@ -321,10 +337,12 @@ def measure(args) -> dict:
         m["centroids"] = np.load(run.centroids)
         m["size"] = sample_size(n, k, None)
         m["sample"] = load_sample(run, run.part_ids(), sample_rows(counts, m["size"], Config().seed))
+        reset_peak_rss()
         wall = time.perf_counter()
         m["base_centroids"], m["t_base_kmeans"], m["base_iterations"] = baseline_kmeans(m["sample"], k, Config().seed)
         m["wall_base_kmeans"] = time.perf_counter() - wall
         m["rss_base_kmeans"] = peak_rss_mib()
+        reset_peak_rss()
         m["base"] = run_baseline(run, m["centroids"])
     m["rates_after"] = gemm_rates()
     kept, base_kept = m["ours_kept"], m["base"]["kept"]
@@ -375,8 +393,8 @@ def report(m: dict, args) -> dict:
                    "objective_datapruner": round(obj_ours, 2), "objective_baseline": round(obj_base, 2),
                    "relative_gap": round((obj_base - obj_ours) / abs(obj_base), 6)},
         "gflops": gflops_table(m, args.dim),
-        "peak_rss_mib": {"datapruner_after_cluster": ours["rss_cluster"], "datapruner_after_select": ours["rss_select"],
-                         "baseline_after_kmeans": m["rss_base_kmeans"], "baseline_after_recipe": base["rss"]},
+        "peak_rss_mib": {"datapruner_cluster": ours["rss_cluster"], "datapruner_select": ours["rss_select"],
+                         "baseline_kmeans": m["rss_base_kmeans"], "baseline_assign_to_dbp": base["rss"]},
         "kept": len(m["ours_kept"]), "removed_by_semdedup_baseline": base["removed_by_semdedup"],
         "kept_sets_identical": True,
     }

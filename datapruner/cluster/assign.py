@@ -14,12 +14,12 @@ from datapruner.embed.outputs import unit_rows
 from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
 
-CHUNK = 65536
 
 
-def assign(emb: np.ndarray, index, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def assign(emb: np.ndarray, index, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cluster id int32, cosine distance to that centroid float32) for each row of `emb`."""
     n = emb.shape[0]
+    chunk = chunk or index.chunk_rows
     clusters = np.empty(n, np.int32)
     dist = np.empty(n, np.float32)
     for lo in range(0, n, chunk):

@@ -44,6 +44,11 @@ class CentroidIndex:
         self.stats = NearestStats()
 
     @property
+    def chunk_rows(self) -> int:
+        """Rows per query that keep memory bounded (more where the bounded search needs rows to share proposals)."""
+        return bounded.CHUNK if self.device.type == "cpu" and self.k >= bounded.MIN_CLUSTERS else 65536
+
+    @property
     def k(self) -> int:
         return self.centroids.exact.shape[0]
 

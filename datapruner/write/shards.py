@@ -33,12 +33,14 @@ def write_plan(run: RunDir, allow_pipe: bool = False, allow_unsafe_names: bool =
     """Kept rows in source order (shard index, then offset), with byte ranges filled in and the source's
     metadata columns (for each output shard's parquet)."""
     carried = source_columns(pq.read_schema(run.keep_parquet).names)
-    manifest = pq.read_table(run.keep_parquet, columns=["shard", "key", "kept", "offset", "length", *carried])
-    refuse_pipe_shards(run, manifest.column("shard").unique().to_pylist(), str(run.keep_parquet), allow_pipe)
-    kept = manifest.filter(manifest.column("kept")).drop_columns(["kept"])
+    # only the kept rows are materialised (pyarrow filters each row group as it reads it)
+    kept = pq.read_table(run.keep_parquet, columns=["shard", "key", "offset", "length", *carried],
+                         filters=[("kept", "==", True)])
+    refuse_pipe_shards(run, kept.column("shard").unique().to_pylist(), str(run.keep_parquet), allow_pipe)
     kept = _fill_missing_ranges(kept, allow_unsafe_names)
-    order = {url: i for i, url in enumerate(run.shards())}
-    shard_index = pa.array([order[s] for s in kept.column("shard").to_pylist()], pa.int64())
+    shard_index = pc.index_in(kept.column("shard"), value_set=pa.array(run.shards(), pa.string()))
+    if shard_index.null_count:
+        raise DataprunerError(f"{run.keep_parquet} names shards that {run.run_json} does not list")
     kept = kept.append_column("__shard_index", shard_index)  # a name no source column has
     return kept.sort_by([("__shard_index", "ascending"), ("offset", "ascending")]).drop_columns(["__shard_index"])
 
