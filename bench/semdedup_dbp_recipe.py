@@ -61,6 +61,9 @@ def peak_rss_mib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+PHASE_START_RSS = []  # MiB resident when each phase began (what the process already held)
+
+
 def reset_peak_rss() -> None:
     """Start a phase's peak from the current RSS (Linux: writing 5 to clear_refs resets VmHWM)."""
     try:
@@ -68,6 +71,7 @@ def reset_peak_rss() -> None:
             f.write("5")
     except OSError:
         pass
+    PHASE_START_RSS.append(peak_rss_mib())
 
 
 # data ------------------------------------------------------------------------------------------------
@@ -394,7 +398,8 @@ def report(m: dict, args) -> dict:
                    "relative_gap": round((obj_base - obj_ours) / abs(obj_base), 6)},
         "gflops": gflops_table(m, args.dim),
         "peak_rss_mib": {"datapruner_cluster": ours["rss_cluster"], "datapruner_select": ours["rss_select"],
-                         "baseline_kmeans": m["rss_base_kmeans"], "baseline_assign_to_dbp": base["rss"]},
+                         "baseline_kmeans": m["rss_base_kmeans"], "baseline_assign_to_dbp": base["rss"],
+                         "resident_at_each_phase_start": PHASE_START_RSS[:4]},
         "kept": len(m["ours_kept"]), "removed_by_semdedup_baseline": base["removed_by_semdedup"],
         "kept_sets_identical": True,
     }
