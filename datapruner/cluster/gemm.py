@@ -212,16 +212,24 @@ def floor_of(top: np.ndarray, bound: np.ndarray) -> np.ndarray:
 
 def candidates(s_hat: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of every entry ≥ its row's floor (floor_of: the entries whose upper bound Ŝ + E reaches the
-    row's best lower bound, a superset of the row's exact maxima), sorted by row then column."""
-    mask = s_hat >= floor[:, None]
-    count = np.count_nonzero(mask, axis=1)
-    single = np.flatnonzero(count == 1)
-    multi = np.flatnonzero(count > 1)
-    r, c = np.nonzero(mask[multi])
-    rows = np.concatenate([single, multi[r]]).astype(np.int64)
-    cols = np.concatenate([s_hat.argmax(axis=1)[single], c]).astype(np.int64)  # a lone candidate is the maximum
-    order = np.lexsort((cols, rows))
-    return rows[order], cols[order]
+    row's best lower bound, a superset of the row's exact maxima), sorted by row then column.
+
+    Most rows have one candidate, their maximum: two passes (argmax, then the runner-up with the maximum set
+    aside) find them, and only the other rows are scanned against their floor."""
+    rows = np.arange(len(s_hat))
+    arg = s_hat.argmax(axis=1)
+    top = s_hat[rows, arg].copy()
+    s_hat[rows, arg] = -np.inf
+    second = s_hat.max(axis=1)
+    s_hat[rows, arg] = top  # restored: callers read Ŝ afterwards
+    reached = top >= floor
+    multi = np.flatnonzero(reached & (second >= floor))
+    single = np.flatnonzero(reached & ~(second >= floor))
+    r, c = np.nonzero(s_hat[multi] >= floor[multi, None])
+    out_rows = np.concatenate([single, multi[r]]).astype(np.int64)
+    out_cols = np.concatenate([arg[single], c]).astype(np.int64)
+    order = np.lexsort((out_cols, out_rows))
+    return out_rows[order], out_cols[order]
 
 
 def pair_similarity(x: np.ndarray, y: np.ndarray) -> np.ndarray:
