@@ -210,18 +210,25 @@ def floor_of(top: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return floor
 
 
+def top_two(s_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's first maximum (column, value) and its runner-up value (−inf for a single column), in two
+    passes over the float32 array (the maximum is set aside for the second and put back)."""
+    rows = np.arange(len(s_hat))
+    arg = s_hat.argmax(axis=1)
+    top = s_hat[rows, arg].copy()
+    s_hat[rows, arg] = -np.inf
+    second = s_hat.max(axis=1)
+    s_hat[rows, arg] = top
+    return arg, top, second
+
+
 def candidates(s_hat: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of every entry ≥ its row's floor (floor_of: the entries whose upper bound Ŝ + E reaches the
     row's best lower bound, a superset of the row's exact maxima), sorted by row then column.
 
     Most rows have one candidate, their maximum: two passes (argmax, then the runner-up with the maximum set
     aside) find them, and only the other rows are scanned against their floor."""
-    rows = np.arange(len(s_hat))
-    arg = s_hat.argmax(axis=1)
-    top = s_hat[rows, arg].copy()
-    s_hat[rows, arg] = -np.inf
-    second = s_hat.max(axis=1)
-    s_hat[rows, arg] = top  # restored: callers read Ŝ afterwards
+    arg, top, second = top_two(s_hat)
     reached = top >= floor
     multi = np.flatnonzero(reached & (second >= floor))
     single = np.flatnonzero(reached & ~(second >= floor))

@@ -17,8 +17,8 @@ import torch
 from datapruner.cluster import bounded
 from datapruner.cluster.bounded import BoundedSearch
 from datapruner.cluster.gemm import (Operand, bound_rows, candidates, entry_bound, exact_rowwise_max, floor_of,
-                                     gemm_precision, one_pass_precision, pair_similarity, prepare, raw_products, row_bound, rows_of,
-                                     torch_device)
+                                     gemm_precision, one_pass_precision, pair_similarity, prepare, raw_products,
+                                     row_bound, rows_of, top_two, torch_device)
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,15 @@ class CentroidIndex:
     def certified(self, a: Operand, c: Operand) -> tuple[np.ndarray, np.ndarray]:
         """(the fast pass's nearest centroid, the rows where another centroid may be nearer)."""
         s_hat = raw_products(a, c)
-        values, index = torch.topk(s_hat, 2, dim=1)
-        top, second = values[:, 0].float().numpy(), values[:, 1].float().numpy()
+        if s_hat.dtype == torch.float32:  # numpy's two passes beat torch.topk on the CPU
+            arg, top, second = top_two(s_hat.numpy())
+            index = torch.from_numpy(arg)
+        else:
+            values, index = torch.topk(s_hat, 2, dim=1)
+            top, second = values[:, 0].float().numpy(), values[:, 1].float().numpy()
+            index = index[:, 0]
         bound = bound_rows(lambda rows: s_hat[rows].float().numpy(), top, row_bound(a, c), a.precision)
-        return index[:, 0].numpy().astype(np.int64), np.flatnonzero(second >= floor_of(top, bound))
+        return index.numpy().astype(np.int64), np.flatnonzero(second >= floor_of(top, bound))
 
     @property
     def centroids_fp32(self) -> Operand:
