@@ -73,6 +73,8 @@ def link_embeddings(source: Path, run_root: Path) -> None:
 
 def child(step: str, run_root: str, config: dict) -> dict:
     """Runs in its own process: one command's steps; prints seconds and this process's peak RSS."""
+    from process_meter import peak_rss_mib
+
     from datapruner.config import Config
     from datapruner.io.rundir import RunDir
     from datapruner.steps import Context, run_step
@@ -84,7 +86,7 @@ def child(step: str, run_root: str, config: dict) -> dict:
     ctx = Context(RunDir(run_root), cfg, progress=False)
     steps()  # the step table's imports (torch among them) before the baseline: the same in every child
     before = resource.getrusage(resource.RUSAGE_SELF)
-    rss_imported, cpu_before = peak_rss_kib(), before.ru_utime + before.ru_stime
+    rss_imported, cpu_before = peak_rss_mib(), before.ru_utime + before.ru_stime
     started = time.perf_counter()
     if step == "select-in-memory":
         build_manifest_in_memory(ctx.run, cfg.keep, cfg)
@@ -96,17 +98,8 @@ def child(step: str, run_root: str, config: dict) -> dict:
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
-            "peak_rss_mib": peak_rss_kib() / 1024, "rss_after_imports_mib": rss_imported / 1024}
+            "peak_rss_mib": peak_rss_mib(), "rss_after_imports_mib": rss_imported}
 
-
-def peak_rss_kib() -> int:
-    """This process's own peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which a child inherits from the
-    forking parent's resident size)."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def in_child(step: str, run_root: Path, config: dict) -> dict:

@@ -15,20 +15,16 @@ queries).
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
-from datapruner.cluster.gemm import (F32_EPS, F64_EPS, NORM_SLACK, ROUNDING_SLACK, TINY, candidates, exact_rowwise_max, floor_of,
-                                     row_norms)
 
-log = logging.getLogger(__name__)
+from datapruner.cluster.gemm import (NORM_SLACK, ROUNDING_SLACK, TINY, accumulation_gammas, candidates,
+                                     exact_rowwise_max, floor_of, row_norms)
 
 MIN_CLUSTERS = 2048  # below this, one product with every centroid is as fast (measured: 200k × 512 rows, k = 1000)
 PROBES = 3  # groups searched for the proposal
 CHUNK = 262144  # rows per query: enough rows share each proposal for its products to be matrix products
 WORTHWHILE_SHARE = 0.1  # the bounded search is kept while its rows compare with at most this share of centroids
 DISTANCE_SLACK = 1e-12  # covers float64 rounding of squared distances between ≤ 4096-d unit rows (~1e-13)
-
 
 
 class BoundedSearch:
@@ -74,8 +70,8 @@ class BoundedSearch:
         return ids
 
     def proposal(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A near centroid for each row and the float32 similarity to it: the best member of its PROBES best groups (float32; not necessarily the
-        nearest, which only makes the exact comparison wider)."""
+        """A near centroid for each row and the float32 similarity to it: the best member of its PROBES best groups
+        (not necessarily the nearest, which only widens the exact comparison)."""
         best_groups = np.argsort(-(x @ self.heads.T), axis=1)[:, :PROBES]
         first, best = np.zeros(len(x), np.int64), np.full(len(x), -np.inf, np.float32)
         for probe in best_groups.T:
@@ -99,7 +95,7 @@ class BoundedSearch:
     def squared_radius(self, x: np.ndarray, first: np.ndarray, similarity: np.ndarray) -> np.ndarray:
         """(d* + √(d*² + 2ε_max))², with slack: no centroid farther than this from the proposal can be nearer.
         d*² is bounded above from the float32 similarity to the proposal (error ≤ γ_d·‖x‖·‖c‖) and norms."""
-        gamma = x.shape[1] * F32_EPS / (1 - x.shape[1] * F32_EPS)
+        gamma, _ = accumulation_gammas(x.shape[1])
         sq_x = np.einsum("ij,ij->i", x, x).astype(np.float64) / (1 - gamma)
         lowest = similarity.astype(np.float64) - gamma * np.sqrt(sq_x * self.sq[first])
         d2 = np.maximum(sq_x + self.sq[first] - 2.0 * lowest, 0.0) + DISTANCE_SLACK
@@ -113,8 +109,8 @@ def exact_best(x: np.ndarray, c: np.ndarray, x_norm: np.ndarray, c_norm: np.ndar
         return np.zeros(len(x), np.int64)
     s_hat = x @ c.T
     top = s_hat.max(axis=1)
-    gamma32, gamma64 = (d * eps / (1 - d * eps) for d, eps in ((x.shape[1], F32_EPS), (2 * x.shape[1], F64_EPS)))
-    bound = (gamma32 + gamma64) * x_norm * c_norm.max() + TINY + ROUNDING_SLACK
+    gamma32, gamma64 = accumulation_gammas(x.shape[1])
+    bound = (gamma32 + gamma64) * x_norm * c_norm.max() + TINY + ROUNDING_SLACK  # row_bound + entry_bound in fp32
     r, cols = candidates(s_hat, floor_of(top, bound))
     winner, _ = exact_rowwise_max(r, cols, x, c, len(x))
     return winner

@@ -154,11 +154,14 @@ class _exact_cuda_accumulation:
         m.allow_tf32, m.allow_bf16_reduced_precision_reduction = self.saved
 
 
+def accumulation_gammas(d: int) -> tuple[float, float]:
+    """γ for a float32 sum of d products, and 2γ for the float64 evaluation (pair_similarity) of one."""
+    return d * F32_EPS / (1 - d * F32_EPS), 2 * d * F64_EPS / (1 - d * F64_EPS)
+
+
 def row_bound(a: Operand, b: Operand) -> np.ndarray:
     """(n_a,) float64: the part of the error bound that does not depend on Ŝ, for each row of a against any row of b."""
-    d = a.exact.shape[1]
-    gamma32 = d * F32_EPS / (1 - d * F32_EPS)
-    gamma64 = 2 * d * F64_EPS / (1 - d * F64_EPS)
+    gamma32, gamma64 = accumulation_gammas(a.exact.shape[1])
     bound = (a.residual_norm * b.exact_norm.max() + a.low_norm * b.residual_norm.max()
              + gamma32 * a.low_norm * b.low_norm.max() + gamma64 * a.exact_norm * b.exact_norm.max())
     return bound + TINY
