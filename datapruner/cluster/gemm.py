@@ -225,13 +225,14 @@ def top_two(s_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return arg, top, second
 
 
-def candidates(s_hat: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def candidates(s_hat: np.ndarray, floor: np.ndarray, two=None) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of every entry ≥ its row's floor (floor_of: the entries whose upper bound Ŝ + E reaches the
     row's best lower bound, a superset of the row's exact maxima), sorted by row then column.
 
     Most rows have one candidate, their maximum: two passes (argmax, then the runner-up with the maximum set
-    aside) find them, and only the other rows are scanned against their floor."""
-    arg, top, second = top_two(s_hat)
+    aside) find them, and only the other rows are scanned against their floor. `two`: top_two(s_hat), where the
+    caller has it already."""
+    arg, top, second = two if two is not None else top_two(s_hat)
     reached = top >= floor
     multi = np.flatnonzero(reached & (second >= floor))
     single = np.flatnonzero(reached & ~(second >= floor))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from datapruner.embed.outputs import as_float32
 from datapruner.errors import DataprunerError
 from datapruner.metrics.base import Metric, PartData
 
@@ -18,8 +19,7 @@ CHUNK = 65536
 def rowwise_cosine(img: np.ndarray, txt: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     out = np.empty(len(img), np.float32)
     for lo in range(0, len(img), chunk):
-        a = np.asarray(img[lo:lo + chunk], np.float32)
-        b = np.asarray(txt[lo:lo + chunk], np.float32)
+        a, b = as_float32(img[lo:lo + chunk]), as_float32(txt[lo:lo + chunk])
         out[lo:lo + chunk] = np.einsum("ij,ij->i", a, b)
     return out
 

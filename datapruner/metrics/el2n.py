@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datapruner.cluster.assign import part_assignment
-from datapruner.embed.outputs import read_img_emb
+from datapruner.embed.outputs import as_float32, read_img_emb
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import atomic_path, save_npy
 from datapruner.io.rundir import RunDir
@@ -79,7 +79,7 @@ def stream_chunks(run: RunDir, rng: np.random.Generator, chunk_rows: int):
         part = run.part_ids()[p]
         emb, labels = read_img_emb(run, part), np.load(directory / f"labels/part-{part}.npy", mmap_mode="r")
         for lo in rng.permutation(np.arange(0, len(emb), chunk_rows)):
-            yield np.asarray(emb[lo:lo + chunk_rows], np.float32), np.asarray(labels[lo:lo + chunk_rows], np.int64)
+            yield as_float32(emb[lo:lo + chunk_rows]), np.asarray(labels[lo:lo + chunk_rows], np.int64)
 
 
 def train_ensemble(run: RunDir, classes: int, options: dict, seed: int, device) -> dict:
@@ -116,7 +116,7 @@ def el2n_scores(params: dict, x: np.ndarray, labels: np.ndarray, chunk: int = 65
     out = np.empty(len(x), np.float32)
     with torch.no_grad():
         for lo in range(0, len(x), chunk):
-            xb = torch.from_numpy(np.asarray(x[lo:lo + chunk], np.float32))
+            xb = torch.from_numpy(as_float32(x[lo:lo + chunk]))
             yb = torch.from_numpy(np.asarray(labels[lo:lo + chunk], np.int64))
             out[lo:lo + chunk] = el2n_from_logits(probe_logits(params, xb), yb).numpy()
     return out

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapruner.embed.outputs import read_img_emb, unit_rows
+from datapruner.embed.outputs import as_float32, read_img_emb, unit_rows
 from datapruner.io.rundir import RunDir
 
 FILTERED = "removed by filter "
@@ -85,7 +85,7 @@ def embeddings(run: RunDir, manifest: Manifest, rows: np.ndarray) -> np.ndarray:
         local = rows[mine] - manifest.starts[p]
         order = np.argsort(local)
         emb = read_img_emb(run, ids[p])
-        block = np.asarray(emb[local[order]], np.float32)
+        block = as_float32(emb[local[order]])
         if out is None:
             out = np.zeros((len(rows), emb.shape[1]), np.float32)
         out[mine[order]] = block
