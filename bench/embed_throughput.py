@@ -8,7 +8,9 @@ caption per sample and once images only. On the CPU it prints samples/s of
   - `embed` on the captioned shards as before issue #17 (text tower whenever captions exist, fp32);
   - `embed` on the same shards with a policy that reads no text (images only, bf16 where the CPU has it);
   - `embed` on the image-only shards,
-and the ratios (targets: ≥ 1.8× before/after on captions; ≥ 0.9 of the model alone on images only).
+and the ratios (targets: ≥ 1.8× before/after on captions; ≥ 0.9 of the model alone on images only), beside
+the decode cost per image on one core and the share of the model alone that images only can reach at all
+once decoding shares the cores (model core-seconds over model plus decode core-seconds).
 On CUDA it prints img/s of the model alone and of `embed` (JPEGs decoded on the GPU), the FLOPs per image
 (counted by torch's FlopCounterMode on one forward) and the MFU against the GPU's dense bf16 peak and
 against a bf16 GEMM measured in the same run.
@@ -29,6 +31,7 @@ import torch
 from datapruner import api
 from datapruner.config import Config
 from datapruner.embed.decode import decode_image, image_bytes
+from datapruner.embed.device_decode import worker_preprocess
 from datapruner.embed.model import autocast, load_clip
 from datapruner.embed.step import usable_cores
 from datapruner.io.shards import list_shards, open_shard
@@ -61,6 +64,26 @@ def first_input(shards: list[str], clip) -> torch.Tensor:
     with open_shard(shards[0]) as stream:
         sample = next(iter(iter_samples(stream)))
     return clip.preprocess(decode_image(image_bytes(sample.members), clip.image_size))
+
+
+def decode_seconds(shards: list[str], clip, n: int = 200) -> float:
+    """CPU seconds per image of what a decode worker does to one (decode, then preprocess), on this thread."""
+    samples = []
+    with open_shard(shards[0]) as stream:
+        for sample in iter_samples(stream):
+            samples.append(image_bytes(sample.members))
+            if len(samples) == n:
+                break
+    prep = worker_preprocess(clip.preprocess)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = time.process_time()
+        for data in samples:
+            prep(decode_image(data, clip.image_size))
+        return (time.process_time() - t) / len(samples)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def model_only(clip, image: torch.Tensor, batch_size: int, n: int) -> float:
@@ -132,8 +155,15 @@ def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
     for _ in range(args.repeats):
         for name, measure in runs.items():
             best[name] = max(best[name], measure())
+    # the model alone keeps every core busy: each image's decode takes CPU time from it, so images only can
+    # reach at most (model's core-seconds) / (model's + decode's) of the model alone
+    decode = decode_seconds(list_shards(images_only), clip)
+    attainable = 1.0 / (1.0 + decode * best["model_only"] / usable_cores())
     return {
         "device": "cpu", "usable_cores": usable_cores(), "precision": clip.precision,
+        "decode_ms_per_image_one_core": round(1000 * decode, 2),
+        "images_only_attainable_fraction": round(attainable, 3),
+        "images_only_fraction_of_attainable": round(best["images_only"] / best["model_only"] / attainable, 3),
         "samples_per_s": {k: round(v, 1) for k, v in best.items()},
         "captions_after_over_before": round(best["captions_policy_without_text"]
                                             / best["captions_text_tower_fp32_as_before"], 2),

@@ -71,7 +71,7 @@ def run(ctx, part_ids: list[str], state) -> Iterator[tuple[str, dict]]:
 
 
 def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) -> Iterator[tuple[str, dict]]:
-    from datapruner.embed.device_decode import jpeg_preprocess_on
+    from datapruner.embed.device_decode import jpeg_preprocess_on, worker_preprocess
     from datapruner.embed.inputs import recorded_text
     from datapruner.embed.stream import Decoder, ShardTask
 
@@ -79,7 +79,7 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
     ids = run_dir.part_ids()
     tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
     on_device = jpeg_preprocess_on(clip)
-    decoder = Decoder(clip.preprocess, clip.image_size, cfg.caption_field, cfg.label_field,
+    decoder = Decoder(worker_preprocess(clip.preprocess), clip.image_size, cfg.caption_field, cfg.label_field,
                       cfg.max_image_pixels, cfg.allow_unsafe_names, jpegs_raw=on_device is not None)
     text = recorded_text(run_dir, cfg)
     if not text:

@@ -127,3 +127,22 @@ def test_gpu_embed_decodes_jpegs_on_the_gpu_and_agrees_with_the_cpu(tmp_path, ca
         a = np.load(runs["cpu"] / f"embeddings/img_emb/img_emb_{i}.npy").astype(np.float32)
         b = np.load(runs["cuda"] / f"embeddings/img_emb/img_emb_{i}.npy").astype(np.float32)
         assert a.shape == b.shape and np.min(np.sum(a * b, axis=1)) > 0.98
+
+
+def test_cpu_workers_preprocess_on_tensors_as_pils_transform_would(shard, clip):
+    from datapruner.embed.device_decode import TensorInput, worker_preprocess
+
+    tensor = worker_preprocess(clip.preprocess)
+    assert isinstance(tensor, TensorInput)
+    assert worker_preprocess(lambda img: img) is not None  # an unknown transform is kept as it is
+    pil_batches = [collated(b) for b in shard_batches(ShardTask(0, str(shard)), Decoder(clip.preprocess, 32), 8)]
+    tensor_batches = [collated(b) for b in shard_batches(ShardTask(0, str(shard)), Decoder(tensor, 32), 8)]
+    for bp, bt in zip(pil_batches, tensor_batches):
+        assert [r["key"] for r in bp["rows"]] == [r["key"] for r in bt["rows"]]
+        assert [e["key"] for e in bp["errors"]] == [e["key"] for e in bt["errors"]]
+        if bp["images"] is None:
+            continue
+        levels = (bp["images"] - bt["images"]).abs() * torch.tensor(tensor.prep.std).view(1, 3, 1, 1) * 255
+        assert levels.max() <= 1.01 and levels.mean() < 0.05  # at most one intensity level apart, rarely
+        cosine = np.sum(_embed(clip, bp["images"]) * _embed(clip, bt["images"]), axis=1)
+        assert cosine.min() > 0.999, cosine.min()
