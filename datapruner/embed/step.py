@@ -1,9 +1,11 @@
 """The embed map step: shards in, one embeddings/metadata/errors part per shard out.
 
-Decode workers are a torch DataLoader over whole shards (embed/stream.py), as many as asked but never
-more than the cores beside the model's (niced: the model keeps every core); on Ray a GPU actor's batches
-come from CPU decode tasks instead (runners/ray.decode_feed). On CUDA the workers pass JPEGs on raw and
-they are decoded on the GPU (embed/device_decode.py). The text tower runs only when the run's embed
+Shards are read whole and in sample order (embed/stream.py). With the model on the CPU, a thread pool
+decodes each batch on every core and the model then embeds it on every core (threaded_batches). Beside a
+GPU model, decode workers are a torch DataLoader over whole shards, as many as asked but never more than
+the cores beside the model's loop, and they pass JPEGs on raw to be decoded on the GPU
+(embed/device_decode.py); on Ray a GPU actor's batches come from CPU decode tasks instead
+(runners/ray.decode_feed). The text tower runs only when the run's embed
 inputs say so (embed/inputs.wants_text). Each shard's part is written as soon as its last batch is
 embedded and yielded to the loop, which marks it.
 With precomputed embeddings (`--embeddings DIR`) the index, scan and join steps have matched its rows
@@ -84,12 +86,9 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
     text = recorded_text(run_dir, cfg)
     if not text:
         log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
-    workers = 0 if feed else decode_workers(cfg.num_workers, len(tasks))
-    batches = feed(tasks, decoder, cfg.batch_size) if feed else local_batches(tasks, decoder, cfg.batch_size, workers)
+    batches = batch_source(tasks, decoder, cfg, clip, feed)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
-    # the model keeps torch's thread count: it already follows the affinity mask (and OMP_NUM_THREADS, which
-    # Ray sets to an actor's CPUs); the decode workers beside it run niced
     with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
         for b in batches:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
@@ -102,20 +101,56 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
                 yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
 
 
+def batch_source(tasks, decoder, cfg, clip, feed: Callable | None = None) -> Iterator[dict]:
+    """Where the decoded batches come from: the runner's feed; on the CPU, threads of this process that
+    decode each batch on every core before the model embeds it on every core; beside a GPU model, decode
+    worker processes that keep ahead of it."""
+    if feed:
+        return feed(tasks, decoder, cfg.batch_size)
+    if str(clip.device) == "cpu":
+        return threaded_batches(tasks, decoder, cfg.batch_size, decode_threads())
+    return local_batches(tasks, decoder, cfg.batch_size, decode_workers(cfg.num_workers, len(tasks)))
+
+
+def decode_threads() -> int:
+    """The model's thread count: it follows the affinity mask, and OMP_NUM_THREADS, which Ray sets to an
+    actor's CPUs."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def threaded_batches(tasks, decoder, batch_size: int, threads: int) -> Iterator[dict]:
+    """Decoded batches for a model on the CPU, shard after shard. Decoding and the model take turns on
+    the same cores: PIL and torch release the GIL, so a pool of threads decodes a batch on every core,
+    then the model has every core to itself. Run side by side they would contend for the cores (a worker
+    beside the model slows both), and DataLoader workers add a copy of every batch between processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datapruner.embed.stream import collated, shard_batches
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="decode") as pool:
+        for task in tasks:
+            for b in shard_batches(task, decoder, batch_size, pool.map):
+                yield collated(b)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask: taskset, cgroups' cpusets, Slurm)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def decode_workers(requested: int, n_shards: int, cores: int | None = None) -> int:
-    """Decode worker processes: as asked, but never more than the shards (a worker takes whole shards) nor
-    than the cores beside the one the model's loop needs; with one core, decoding runs in this process."""
+    """Decode worker processes beside a GPU model: as asked, but never more than the shards (a worker
+    takes whole shards) nor than the cores beside the one the model's loop needs; with one core, decoding
+    runs in this process."""
     cores = usable_cores() if cores is None else cores
     return max(0, min(requested, n_shards, cores - 1))
 
 
 def local_batches(tasks, decoder, batch_size: int, workers: int) -> Iterator[dict]:
-    """Decoded batches from DataLoader workers over whole shards (in this process when workers is 0)."""
+    """Decoded batches from DataLoader workers over whole shards (in this process when workers is 0), for
+    a model on a GPU."""
     import torch
 
     from datapruner.embed.stream import ShardStream
@@ -127,8 +162,8 @@ def local_batches(tasks, decoder, batch_size: int, workers: int) -> Iterator[dic
 
 
 def _decode_worker_init(_worker_id: int) -> None:
-    """Decode workers yield the CPU to the model's threads (no longer cut to make room for them): the
-    model keeps every core while the workers keep ahead, and they get the cores whenever it waits."""
+    """Decode workers yield the CPU to the model's loop and its host-side work, which keeps torch's
+    thread count; they get the cores whenever it waits."""
     import torch
 
     torch.set_num_threads(1)

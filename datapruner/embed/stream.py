@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import Callable, Iterator
 
 import torch
@@ -35,25 +37,36 @@ class Decoder:
     jpegs_raw: bool = False  # JPEGs a GPU decoder takes are passed on undecoded (embed/device_decode.py)
 
 
-def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int) -> Iterator[dict]:
+def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Callable = map) -> Iterator[dict]:
     """Batches of one shard, in sample order; the last one has last=True (and may be empty).
 
     Every sample read becomes a row or an error; a shard that cannot be opened becomes one error row.
+    The samples of a batch are read first, then decoded with map_fn (a thread pool's map decodes them on
+    every core at once), so a batch holds batch_size rows whichever map decodes it.
     """
     batch = _empty_batch(task)
-    beside = beside_rows(task.url)  # img2dataset's per-shard parquet: its columns join the metadata
-    try:
-        with open_shard(task.url) as stream:
-            for sample in iter_samples(stream, decoder.allow_unsafe_names):
-                _add_sample(batch, sample, decoder, beside)
-                if len(batch["rows"]) == batch_size:
-                    yield batch
-                    batch = _empty_batch(task)
-    except OSError as exc:  # read failures inside the tar are the samples' errors (iter_samples)
-        detail = f"{type(exc).__name__}: {exc}"
-        batch["errors"].append({"key": SHARD_KEY, "stage": "read", "reason": reason("cannot open shard", detail)})
+    prepare = partial(prepared, decoder=decoder, shard=task.url, beside=beside_rows(task.url) or {})
+    shard_errors: list[dict] = []
+    samples = _read(task, decoder, shard_errors)
+    while chunk := list(islice(samples, batch_size - len(batch["rows"]))):
+        for outcome in map_fn(prepare, chunk):
+            _add(batch, outcome)
+        if len(batch["rows"]) == batch_size:
+            yield batch
+            batch = _empty_batch(task)
+    batch["errors"].extend(shard_errors)
     batch["last"] = True
     yield batch
+
+
+def _read(task: ShardTask, decoder: Decoder, shard_errors: list[dict]) -> Iterator:
+    """The shard's samples; a shard that cannot be opened adds its error row to shard_errors."""
+    try:
+        with open_shard(task.url) as stream:
+            yield from iter_samples(stream, decoder.allow_unsafe_names)
+    except OSError as exc:  # read failures inside the tar are the samples' errors (iter_samples)
+        detail = f"{type(exc).__name__}: {exc}"
+        shard_errors.append({"key": SHARD_KEY, "stage": "read", "reason": reason("cannot open shard", detail)})
 
 
 def _empty_batch(task: ShardTask) -> dict:
@@ -62,25 +75,41 @@ def _empty_batch(task: ShardTask) -> dict:
             "jpegs": [], "jpeg_rows": []}
 
 
-def _add_sample(batch: dict, sample, decoder: Decoder, beside: dict | None = None) -> None:
+@dataclass(frozen=True)
+class Prepared:
+    """One sample, decoded: its metadata row and model input (or raw JPEG), or its error row."""
+
+    row: dict | None = None
+    image: torch.Tensor | None = None
+    jpeg: torch.Tensor | None = None  # passed on undecoded (Decoder.jpegs_raw)
+    error: dict | None = None
+
+
+def prepared(sample, decoder: Decoder, shard: str, beside: dict) -> Prepared:
     if sample.error:
-        batch["errors"].append({"key": sample.key, "stage": "read", "reason": sample.error})
-        return
+        return Prepared(error={"key": sample.key, "stage": "read", "reason": sample.error})
     try:
         data = image_bytes(sample.members)
         raw = decoder.jpegs_raw and is_device_jpeg(open_image(data, decoder.max_pixels))
         image = None if raw else model_input(decode_image(data, decoder.image_size, max_pixels=decoder.max_pixels),
                                               decoder)
-        row = metadata_row(sample, batch["shard"], beside or {}, decoder.caption_field, decoder.label_field)
+        row = metadata_row(sample, shard, beside, decoder.caption_field, decoder.label_field)
     except UnusableSample as exc:
-        batch["errors"].append({"key": sample.key, "stage": "decode", "reason": str(exc)})
+        return Prepared(error={"key": sample.key, "stage": "decode", "reason": str(exc)})
+    jpeg = torch.frombuffer(bytearray(data), dtype=torch.uint8) if raw else None
+    return Prepared(row=row, image=image, jpeg=jpeg)
+
+
+def _add(batch: dict, outcome: Prepared) -> None:
+    if outcome.error is not None:
+        batch["errors"].append(outcome.error)
         return
-    if raw:
+    if outcome.jpeg is not None:
         batch["jpeg_rows"].append(len(batch["rows"]))
-        batch["jpegs"].append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        batch["jpegs"].append(outcome.jpeg)
     else:
-        batch["images"].append(image)
-    batch["rows"].append(row)
+        batch["images"].append(outcome.image)
+    batch["rows"].append(outcome.row)
 
 
 def model_input(image, decoder: Decoder):
