@@ -27,7 +27,7 @@ OutOpt = typer.Option(..., "--out", "-o", help="Run directory.")
 ModelOpt = typer.Option(None, help="open_clip model name (e.g. ViT-B-32, datapruner-tiny).")
 PretrainedOpt = typer.Option(None, help="open_clip pretrained tag, a local checkpoint file, or 'none'.")
 BatchOpt = typer.Option(None, "--batch-size", help="Images per model batch.")
-WorkersOpt = typer.Option(None, "--num-workers", help="Decode worker processes.")
+WorkersOpt = typer.Option(None, "--num-workers", help="Decode worker processes beside a GPU model (on the CPU, decode takes every core in turns with the model).")
 PipeOpt = typer.Option(None, "--allow-pipe/--no-allow-pipe", help="Allow pipe: sources (runs shell commands).")
 ReEmbedOpt = typer.Option(False, "--re-embed", help="Replace RUN's embeddings when the model or another embed input "
                           "changed (otherwise such a rerun is refused).")

@@ -79,9 +79,15 @@ class TensorInput:
 
     def __call__(self, image) -> torch.Tensor:
         import numpy as np
+        from torchvision.transforms.v2 import functional as F
 
-        rgb = np.array(image.convert("RGB") if image.mode != "RGB" else image)
-        return self.prep([torch.from_numpy(rgb).permute(2, 0, 1)])[0]
+        p = self.prep
+        rgb = torch.from_numpy(np.array(image.convert("RGB") if image.mode != "RGB" else image)).permute(2, 0, 1)
+        crop = F.center_crop(F.resize(rgb, [p.size], interpolation=p.interpolation, antialias=True), list(p.crop))
+        # converting the cropped view into a contiguous float tensor is ~3x cheaper than .float() on it
+        out = torch.empty(crop.shape, dtype=torch.float32).copy_(crop)
+        std = torch.tensor(p.std).view(-1, 1, 1)
+        return out.mul_(1 / (255 * std)).sub_(torch.tensor(p.mean).view(-1, 1, 1) / std)
 
 
 def worker_preprocess(preprocess):
