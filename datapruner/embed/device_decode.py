@@ -1,6 +1,6 @@
 """JPEG decode on the GPU (nvJPEG, batched, through torchvision) and open_clip's preprocessing on tensors.
 
-The tensor preprocessing also serves the CPU decode workers (TensorInput): one implementation of the
+The tensor preprocessing also serves CPU decoding (TensorInput): one implementation of the
 resize, crop and normalisation on every path, and a cheaper one than PIL's.
 
 At GPU speeds CPU decode is the bottleneck, so on CUDA the decode workers only read the shards and check
@@ -73,7 +73,7 @@ class TensorPreprocess:
 class TensorInput:
     """open_clip's transform of a decoded RGB PIL image, through TensorPreprocess: torchvision's uint8
     antialiased resize is ~6× PIL's bicubic on one core and within one intensity level of it (embedding
-    cosine to the PIL path's > 0.9999), so the decode workers take less of the model's CPU."""
+    cosine to the PIL path's > 0.9999), so decoding takes less of the model's CPU."""
 
     prep: TensorPreprocess
 
