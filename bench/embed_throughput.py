@@ -109,13 +109,12 @@ def _sync(clip) -> None:
         torch.cuda.synchronize()
 
 
-def embed_rate(src: str, cfg: Config, clock: dict | None = None) -> float:
-    """samples/s of `datapruner embed` (model loading and writing the parts included); with a clock, also
-    the seconds its model spent embedding batches (clock["model_s"]) and the run's seconds (clock["run_s"])."""
+def embed_rate(src: str, cfg: Config) -> tuple[float, float]:
+    """samples/s of `datapruner embed` (model loading and writing the parts included), and the share of
+    its wall time its model spent embedding batches."""
     from datapruner.embed import step
 
-    original = step._embed_into
-    model_s = [0.0]
+    original, model_s = step._embed_into, [0.0]
 
     def timed(*a, **kw):
         t = time.perf_counter()
@@ -130,9 +129,7 @@ def embed_rate(src: str, cfg: Config, clock: dict | None = None) -> float:
             run_s = time.perf_counter() - t
     finally:
         step._embed_into = original
-    if clock is not None:
-        clock.update(model_s=model_s[0], run_s=run_s)
-    return summary["counts"]["valid"] / run_s
+    return summary["counts"]["valid"] / run_s, model_s[0] / run_s
 
 
 def flops_per_image(clip, image: torch.Tensor) -> float:
@@ -166,18 +163,17 @@ def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
     image = first_input(list_shards(captioned), clip)
     base = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers,
                   device="cpu")
-    runs = {"model_only": lambda: model_only(clip, image, args.batch_size, args.samples),
+    runs = {"model_only": lambda: (model_only(clip, image, args.batch_size, args.samples), 1.0),
             "captions_text_tower_fp32_as_before": lambda: embed_rate(captioned, base.replace(embed_text=True,
                                                                                             precision="fp32")),
             "captions_policy_without_text": lambda: embed_rate(captioned, base),
-            "images_only": lambda: embed_rate(images_only, base, clock)}
+            "images_only": lambda: embed_rate(images_only, base)}
     best = dict.fromkeys(runs, 0.0)
-    clock: dict = {}
-    busy = 0.0  # best share of an images-only run's wall time its model spent embedding
+    busy = dict.fromkeys(runs, 0.0)  # the best share of a run's wall time its model spent embedding
     for _ in range(args.repeats):
         for name, measure in runs.items():
-            best[name] = max(best[name], measure())
-        busy = max(busy, clock["model_s"] / clock["run_s"])
+            rate, share = measure()
+            best[name], busy[name] = max(best[name], rate), max(busy[name], share)
     # the model alone keeps every core busy: each image's decode takes CPU time from it, so images only can
     # reach at most (model's core-seconds) / (model's + decode's) of the model alone
     decode = decode_seconds(list_shards(images_only), clip)
@@ -193,7 +189,7 @@ def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
         "images_only_fraction_of_model_only": round(best["images_only"] / best["model_only"], 3),
         # the same ratio against the model's rate inside that run, on its own batches at the same moments:
         # immune to the machine's speed drifting between runs, blind to decode slowing the model down
-        "images_only_fraction_of_model_in_run": round(busy, 3),
+        "images_only_fraction_of_model_in_run": round(busy["images_only"], 3),
         "note": "embed rates include model loading and writing the parts; the model alone runs at embed's precision",
     }
 
@@ -205,10 +201,11 @@ def cuda_report(args, clip, captioned: str, images_only: str) -> dict:
     rate_model = model_only(clip, image, args.batch_size, args.samples)
     cfg = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers,
                  device=clip.device)
-    rate_embed = max(embed_rate(images_only, cfg) for _ in range(args.repeats))
+    rate_embed = max(embed_rate(images_only, cfg)[0] for _ in range(args.repeats))
     name = torch.cuda.get_device_name()
     peak, gemm = peak_tflops(name), gemm_tflops(clip.device)
-    out = {"device": name, "precision": clip.precision, "gflops_per_image": round(flops / 1e9, 3),
+    out = {"device": name, "decode_workers_asked": args.workers, "precision": clip.precision,
+           "gflops_per_image": round(flops / 1e9, 3),
            "img_per_s": {"model_only": round(rate_model, 1), "embed_gpu_jpeg_decode": round(rate_embed, 1)},
            "embed_fraction_of_model_only": round(rate_embed / rate_model, 3),
            "bf16_gemm_tflops_measured": round(gemm, 1)}
@@ -237,8 +234,8 @@ def main() -> None:
     images_only = args.src_images_only or (args.src or write_jpeg_shards(tmp_b.name, args.samples, captions=False))
     clip = load_clip(args.model, args.pretrained, args.device)
     report = (cpu_report if clip.device == "cpu" else cuda_report)(args, clip, captioned, images_only)
-    print(json.dumps({"model": args.model, "samples": args.samples, "batch_size": args.batch_size,
-                      **({"gpu_decode_workers_asked": args.workers} if report["device"] != "cpu" else {}), **report}, indent=2))
+    print(json.dumps({"model": args.model, "samples": args.samples, "batch_size": args.batch_size, **report},
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -59,14 +60,28 @@ class TensorPreprocess:
 
     def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
         """uint8 (3, H, W) images, on any device → the model's float input batch on that device."""
+        return self.normalised(torch.stack([self.cropped(img) for img in images]))
+
+    def cropped(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (3, H, W) → resized and center-cropped uint8 (3, h, w) (a view)."""
         from torchvision.transforms.v2 import functional as F
 
-        out = [F.center_crop(F.resize(img, [self.size], interpolation=self.interpolation, antialias=True),
-                             list(self.crop)) for img in images]
-        batch = torch.stack(out).float().div_(255)
-        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
-        return batch.sub_(mean).div_(std)
+        resized = F.resize(image, [self.size], interpolation=self.interpolation, antialias=True)
+        return F.center_crop(resized, list(self.crop))
+
+    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, h, w) → float, normalised as open_clip's Normalize after ToTensor."""
+        # one copy into a contiguous float tensor: ~3x cheaper than .float() on a cropped view
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device).copy_(images)
+        scale, shift = self._scale_shift
+        return out.mul_(scale.to(out.device)).sub_(shift.to(out.device))
+
+    @cached_property
+    def _scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x / 255 - mean) / std as x * scale - shift, per channel; built once (per image it costs ~0.1 ms)."""
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return 1 / (255 * std), mean / std
 
 
 @dataclass(frozen=True)
@@ -79,15 +94,9 @@ class TensorInput:
 
     def __call__(self, image) -> torch.Tensor:
         import numpy as np
-        from torchvision.transforms.v2 import functional as F
 
-        p = self.prep
         rgb = torch.from_numpy(np.array(image.convert("RGB") if image.mode != "RGB" else image)).permute(2, 0, 1)
-        crop = F.center_crop(F.resize(rgb, [p.size], interpolation=p.interpolation, antialias=True), list(p.crop))
-        # converting the cropped view into a contiguous float tensor is ~3x cheaper than .float() on it
-        out = torch.empty(crop.shape, dtype=torch.float32).copy_(crop)
-        std = torch.tensor(p.std).view(-1, 1, 1)
-        return out.mul_(1 / (255 * std)).sub_(torch.tensor(p.mean).view(-1, 1, 1) / std)
+        return self.prep.normalised(self.prep.cropped(rgb))
 
 
 def worker_preprocess(preprocess):
