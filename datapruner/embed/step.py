@@ -73,7 +73,7 @@ def run(ctx, part_ids: list[str], state) -> Iterator[tuple[str, dict]]:
 
 
 def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) -> Iterator[tuple[str, dict]]:
-    from datapruner.embed.device_decode import jpeg_preprocess_on, worker_preprocess
+    from datapruner.embed.device_decode import ModelInputs, jpeg_preprocess_on, worker_preprocess
     from datapruner.embed.inputs import recorded_text
     from datapruner.embed.stream import Decoder, ShardTask
 
@@ -86,13 +86,13 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
     text = recorded_text(run_dir, cfg)
     if not text:
         log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
-    batches = batch_source(tasks, decoder, cfg, clip, feed)
+    batches, inputs = batch_source(tasks, decoder, cfg, clip, feed), ModelInputs(decoder.preprocess)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
     with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
         for b in batches:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
-            _embed_into(buf, b, clip, decoder, on_device, text)
+            _embed_into(buf, b, clip, decoder, on_device, inputs, text)
             ends = [r["offset"] + r["length"] for r in b["rows"] if r.get("offset") is not None]
             bar.set_total(estimate.read(b["index"], len(b["rows"]), max(ends, default=None), b["last"]))
             bar.update(len(b["rows"]))
@@ -176,7 +176,7 @@ def _decode_worker_init(_worker_id: int) -> None:
 DECODE_NICENESS = 10
 
 
-def _embed_into(buf: dict, batch: dict, clip, decoder, on_device, text: bool) -> None:
+def _embed_into(buf: dict, batch: dict, clip, decoder, on_device, inputs, text: bool) -> None:
     import torch
 
     from datapruner.embed.model import autocast
@@ -190,7 +190,7 @@ def _embed_into(buf: dict, batch: dict, clip, decoder, on_device, text: bool) ->
         buf["errors"].extend({"key": rows[i]["key"], "stage": "decode", "reason": r} for i, r in failed.items())
         rows = [r for i, r in enumerate(rows) if i not in failed]
     else:
-        images = None if batch["images"] is None else batch["images"].to(clip.device)
+        images = None if batch["images"] is None else inputs(batch["images"], clip.device)
     if not rows:
         return
     captions = [r["caption"] for r in rows]

@@ -41,15 +41,16 @@ def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Ca
     """Batches of one shard, in sample order; the last one has last=True (and may be empty).
 
     Every sample read becomes a row or an error; a shard that cannot be opened becomes one error row.
-    The samples of a batch are read first, then decoded with map_fn (a thread pool's map decodes them on
-    every core at once), so a batch holds batch_size rows whichever map decodes it.
+    A batch's samples are decoded with map_fn as they are read (a thread pool's map submits each sample
+    as the tar yields it, so reading the next overlaps decoding this one on every core), and a batch
+    holds batch_size rows whichever map decodes it.
     """
     batch = _empty_batch(task)
     prepare = partial(prepared, decoder=decoder, shard=task.url, beside=beside_rows(task.url) or {})
     shard_errors: list[dict] = []
     samples = _read(task, decoder, shard_errors)
-    while chunk := list(islice(samples, batch_size - len(batch["rows"]))):
-        for outcome in map_fn(prepare, chunk):
+    while outcomes := list(map_fn(prepare, islice(samples, batch_size - len(batch["rows"])))):
+        for outcome in outcomes:
             _add(batch, outcome)
         if len(batch["rows"]) == batch_size:
             yield batch

@@ -13,7 +13,8 @@ from shardmaker import sample_members, write_shards, write_tar
 
 from datapruner import api
 from datapruner.config import Config
-from datapruner.embed.device_decode import TensorPreprocess, decode_jpegs, jpeg_preprocess_on, model_inputs
+from datapruner.embed.device_decode import (ModelInputs, TensorInput, TensorPreprocess, decode_jpegs, jpeg_preprocess_on,
+                                            model_inputs, worker_preprocess)
 from datapruner.embed.model import load_clip
 from datapruner.embed.stream import Decoder, ShardTask, collated, shard_batches
 
@@ -51,8 +52,8 @@ def shard(tmp_path_factory):
     return write_tar(tmp_path_factory.mktemp("device-decode") / "00000.tar", samples)
 
 
-def _batches(shard, clip, raw: bool) -> list[dict]:
-    decoder = Decoder(clip.preprocess, clip.image_size, jpegs_raw=raw)
+def _batches(shard, clip, raw: bool, preprocess=None) -> list[dict]:
+    decoder = Decoder(preprocess or clip.preprocess, clip.image_size, jpegs_raw=raw)
     return decoder, [collated(b) for b in shard_batches(ShardTask(0, str(shard)), decoder, 8)]
 
 
@@ -72,10 +73,13 @@ def test_the_cpu_decode_path_is_chosen_on_the_cpu(clip):
     assert jpeg_preprocess_on(clip) is None
 
 
-def test_raw_jpeg_path_gives_the_pil_paths_embeddings_and_errors(shard, clip):
+@pytest.mark.parametrize("workers_preprocess", ["pil", "tensor"])
+def test_raw_jpeg_path_gives_the_pil_paths_embeddings_and_errors(shard, clip, workers_preprocess):
+    """The workers' other formats come as PIL's float inputs or as TensorInput's uint8 crops."""
     prep = TensorPreprocess.of(clip.preprocess)
     dec_pil, pil = _batches(shard, clip, raw=False)
-    dec_raw, raw = _batches(shard, clip, raw=True)
+    preprocess = worker_preprocess(clip.preprocess) if workers_preprocess == "tensor" else None
+    dec_raw, raw = _batches(shard, clip, raw=True, preprocess=preprocess)
     assert sum(len(b["jpeg_rows"]) for b in raw) >= 8  # the RGB JPEGs went through the tensor path
     pil_keys, raw_keys, a, b, raw_errors = [], [], [], [], []
     for bp, br in zip(pil, raw):
@@ -130,9 +134,8 @@ def test_gpu_embed_decodes_jpegs_on_the_gpu_and_agrees_with_the_cpu(tmp_path, ca
 
 
 def test_cpu_workers_preprocess_on_tensors_as_pils_transform_would(shard, clip):
-    from datapruner.embed.device_decode import TensorInput, worker_preprocess
-
     tensor = worker_preprocess(clip.preprocess)
+    inputs = ModelInputs(tensor)
     assert isinstance(tensor, TensorInput)
     assert worker_preprocess(lambda img: img) is not None  # an unknown transform is kept as it is
     pil_batches = [collated(b) for b in shard_batches(ShardTask(0, str(shard)), Decoder(clip.preprocess, 32), 8)]
@@ -142,7 +145,21 @@ def test_cpu_workers_preprocess_on_tensors_as_pils_transform_would(shard, clip):
         assert [e["key"] for e in bp["errors"]] == [e["key"] for e in bt["errors"]]
         if bp["images"] is None:
             continue
-        levels = (bp["images"] - bt["images"]).abs() * torch.tensor(tensor.prep.std).view(1, 3, 1, 1) * 255
+        assert bt["images"].dtype == torch.uint8  # crops: the model's loop normalises the batch
+        normalised = inputs(bt["images"], "cpu")
+        levels = (bp["images"] - normalised).abs() * torch.tensor(tensor.prep.std).view(1, 3, 1, 1) * 255
         assert levels.max() <= 1.01 and levels.mean() < 0.05  # at most one intensity level apart, rarely
-        cosine = np.sum(_embed(clip, bp["images"]) * _embed(clip, bt["images"]), axis=1)
+        cosine = np.sum(_embed(clip, bp["images"]) * _embed(clip, normalised), axis=1)
         assert cosine.min() > 0.999, cosine.min()
+
+
+def test_model_inputs_reuse_one_buffer_and_pass_float_inputs_through(clip):
+    tensor = TensorPreprocess.of(clip.preprocess)
+    inputs = ModelInputs(TensorInput(tensor))
+    crops = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    first = inputs(crops, "cpu")
+    assert torch.equal(first, tensor.normalised(crops))
+    smaller = inputs(crops[:3], "cpu")  # a shard's last batch
+    assert smaller.data_ptr() == first.data_ptr() and torch.equal(smaller, tensor.normalised(crops[:3]))
+    floats = torch.rand(2, 3, 32, 32)
+    assert inputs(floats, "cpu") is floats  # PIL's transform made them already
