@@ -4,7 +4,8 @@
 
 Without --src it writes shards of synthetic 256×256 JPEGs (decode costs like web images), once with a
 caption per sample and once images only. On the CPU it prints samples/s of
-  - the model alone: preprocessed images already in memory, at the precision embed uses, every usable core;
+  - the model alone: preprocessed images already in memory, at the precision embed uses, every usable core
+    (measured just before and just after images only, which each round is also given against);
   - `embed` on the captioned shards as before issue #17 (text tower whenever captions exist, fp32);
   - `embed` on the same shards with a policy that reads no text (images only, bf16 where the CPU has it);
   - `embed` on the image-only shards,
@@ -33,7 +34,7 @@ import torch
 from datapruner import api
 from datapruner.config import Config
 from datapruner.embed.decode import decode_image, image_bytes
-from datapruner.embed.device_decode import worker_preprocess
+from datapruner.embed.device_decode import ModelInputs, worker_preprocess
 from datapruner.embed.model import autocast, load_clip
 from datapruner.embed.step import usable_cores
 from datapruner.io.shards import list_shards, open_shard
@@ -69,7 +70,8 @@ def first_input(shards: list[str], clip) -> torch.Tensor:
 
 
 def decode_seconds(shards: list[str], clip, n: int = 200) -> float:
-    """CPU seconds per image of what a decode worker does to one (decode, then preprocess), on this thread."""
+    """CPU seconds per image of what decoding does to one on this thread: decode, resize and crop (a decode
+    worker), then its share of normalising the batch (the model's loop)."""
     samples = []
     with open_shard(shards[0]) as stream:
         for sample in iter_samples(stream):
@@ -81,9 +83,13 @@ def decode_seconds(shards: list[str], clip, n: int = 200) -> float:
     torch.set_num_threads(1)
     try:
         t = time.process_time()
-        for data in samples:
-            prep(decode_image(data, clip.image_size))
-        return (time.process_time() - t) / len(samples)
+        crops = torch.stack([prep(decode_image(data, clip.image_size)) for data in samples])
+        worker = time.process_time() - t
+        normalise = ModelInputs(prep)
+        normalise(crops, "cpu")  # embed reuses its buffer: its page faults are not paid per batch
+        t = time.process_time()
+        normalise(crops, "cpu")
+        return (worker + time.process_time() - t) / len(samples)
     finally:
         torch.set_num_threads(threads)
 
@@ -111,25 +117,29 @@ def _sync(clip) -> None:
 
 def embed_rate(src: str, cfg: Config) -> tuple[float, float]:
     """samples/s of `datapruner embed` (model loading and writing the parts included), and the share of
-    its wall time its model spent embedding batches."""
-    from datapruner.embed import step
+    its wall time its model spent embedding batches (the batches' normalisation left out)."""
+    from datapruner.embed import device_decode, step
 
-    original, model_s = step._embed_into, [0.0]
+    timings = {"embed": 0.0, "normalise": 0.0}
+    originals = {"embed": step._embed_into, "normalise": device_decode.ModelInputs.__call__}
 
-    def timed(*a, **kw):
-        t = time.perf_counter()
-        original(*a, **kw)
-        model_s[0] += time.perf_counter() - t
+    def timed(name):
+        def call(*a, **kw):
+            t = time.perf_counter()
+            out = originals[name](*a, **kw)
+            timings[name] += time.perf_counter() - t
+            return out
+        return call
 
-    step._embed_into = timed
+    step._embed_into, device_decode.ModelInputs.__call__ = timed("embed"), timed("normalise")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             summary = api.embed(src, f"{tmp}/run", cfg, progress=False)
             run_s = time.perf_counter() - t
     finally:
-        step._embed_into = original
-    return summary["counts"]["valid"] / run_s, model_s[0] / run_s
+        step._embed_into, device_decode.ModelInputs.__call__ = originals["embed"], originals["normalise"]
+    return summary["counts"]["valid"] / run_s, (timings["embed"] - timings["normalise"]) / run_s
 
 
 def flops_per_image(clip, image: torch.Tensor) -> float:
@@ -158,22 +168,32 @@ def peak_tflops(name: str) -> float | None:
 
 
 def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
-    """Each rate the best of args.repeats rounds, the four measured in turn in every round (a noisy
-    machine slows them alike)."""
+    """Each rate the best of args.repeats rounds, the runs measured in turn in every round (a noisy
+    machine slows them alike); the model alone just before and just after images only, whose rate each
+    round is also given against the mean of those two."""
     image = first_input(list_shards(captioned), clip)
     base = Config(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size, num_workers=args.workers,
                   device="cpu")
-    runs = {"model_only": lambda: (model_only(clip, image, args.batch_size, args.samples), 1.0),
-            "captions_text_tower_fp32_as_before": lambda: embed_rate(captioned, base.replace(embed_text=True,
+
+    def alone() -> tuple[float, float]:
+        return model_only(clip, image, args.batch_size, args.samples), 1.0
+
+    runs = {"captions_text_tower_fp32_as_before": lambda: embed_rate(captioned, base.replace(embed_text=True,
                                                                                             precision="fp32")),
             "captions_policy_without_text": lambda: embed_rate(captioned, base),
-            "images_only": lambda: embed_rate(images_only, base)}
+            "model_only": alone,
+            "images_only": lambda: embed_rate(images_only, base),
+            "model_only_after": alone}
     best = dict.fromkeys(runs, 0.0)
     busy = dict.fromkeys(runs, 0.0)  # the best share of a run's wall time its model spent embedding
+    by_round = []
     for _ in range(args.repeats):
+        rates = {}
         for name, measure in runs.items():
-            rate, share = measure()
-            best[name], busy[name] = max(best[name], rate), max(busy[name], share)
+            rates[name], share = measure()
+            best[name], busy[name] = max(best[name], rates[name]), max(busy[name], share)
+        by_round.append(rates["images_only"] / ((rates["model_only"] + rates["model_only_after"]) / 2))
+    best["model_only"] = max(best.pop("model_only"), best.pop("model_only_after"))
     # the model alone keeps every core busy: each image's decode takes CPU time from it, so images only can
     # reach at most (model's core-seconds) / (model's + decode's) of the model alone
     decode = decode_seconds(list_shards(images_only), clip)
@@ -187,6 +207,7 @@ def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
         "captions_after_over_before": round(best["captions_policy_without_text"]
                                             / best["captions_text_tower_fp32_as_before"], 2),
         "images_only_fraction_of_model_only": round(best["images_only"] / best["model_only"], 3),
+        "images_only_over_model_only_around_it_by_round": [round(r, 3) for r in by_round],
         # the same ratio against the model's rate inside that run, on its own batches at the same moments:
         # immune to the machine's speed drifting between runs, blind to decode slowing the model down
         "images_only_fraction_of_model_in_run": round(busy["images_only"], 3),
