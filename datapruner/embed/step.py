@@ -86,7 +86,8 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
     text = recorded_text(run_dir, cfg)
     if not text:
         log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
-    batches, inputs = batch_source(tasks, decoder, cfg, clip, feed), ModelInputs(decoder.preprocess)
+    batches = batch_source(tasks, decoder, cfg, clip, feed)
+    inputs = ModelInputs(decoder.preprocess)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
     with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
