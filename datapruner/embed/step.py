@@ -90,7 +90,7 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
     inputs = ModelInputs(decoder.preprocess)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
-    with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar:
+    with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar, _heap_kept_on_cpu(clip):
         for b in batches:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
             _embed_into(buf, b, clip, decoder, on_device, inputs, text)
@@ -100,6 +100,15 @@ def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) ->
             if b["last"]:
                 part = ids[b["index"]]
                 yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
+
+
+def _heap_kept_on_cpu(clip):
+    """A model on the CPU reuses its freed activations' pages batch after batch (embed/heap.py)."""
+    import contextlib
+
+    from datapruner.embed.heap import freed_memory_kept
+
+    return freed_memory_kept() if str(clip.device) == "cpu" else contextlib.nullcontext()
 
 
 def batch_source(tasks, decoder, cfg, clip, feed: Callable | None = None) -> Iterator[dict]:
