@@ -4,8 +4,9 @@
 
 Without --src it writes shards of synthetic 256×256 JPEGs (decode costs like web images), once with a
 caption per sample and once images only. On the CPU it prints samples/s of
-  - the model alone: preprocessed images already in memory, at the precision embed uses, every usable core
-    (measured just before and just after images only, which each round is also given against);
+  - the model alone: preprocessed images already in memory, at the precision embed uses, every usable core,
+    its freed activations kept in the process as embed keeps them (measured just before and just after
+    images only, which each round is also given against);
   - `embed` on the captioned shards as before issue #17 (text tower whenever captions exist, fp32);
   - `embed` on the same shards with a policy that reads no text (images only, bf16 where the CPU has it);
   - `embed` on the image-only shards,

@@ -1,7 +1,8 @@
 """The embed map step: shards in, one embeddings/metadata/errors part per shard out.
 
 Shards are read whole and in sample order (embed/stream.py). With the model on the CPU, a thread pool
-decodes each batch on every core and the model then embeds it on every core (threaded_batches). Beside a
+decodes each batch on every core and the model then embeds it on every core (threaded_batches), its freed
+activations kept in the process from batch to batch (embed/heap.py). Beside a
 GPU model, decode workers are a torch DataLoader over whole shards, as many as asked but never more than
 the cores beside the model's loop, and they pass JPEGs on raw to be decoded on the GPU
 (embed/device_decode.py); on Ray a GPU actor's batches come from CPU decode tasks instead
