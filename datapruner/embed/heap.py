@@ -3,9 +3,11 @@
 glibc hands big freed blocks back to the kernel: above its mmap threshold (128 KiB at first, raised as such
 blocks are freed, to 32 MiB at most) they are unmapped, and a heap whose free top exceeds the trim
 threshold is shrunk. A transformer's forward pass frees tens of MB of activations, so each batch faulted
-them in again: ~80,000 minor page faults per 64-image ViT-S-32 batch, a fifth of the model's time on an
-EPYC core. With the threshold at its maximum and no trimming while embedding, the next batch reuses the
-pages; afterwards the threshold stays where glibc's own rule would take it and the heap is trimmed.
+them in again: 75,000–115,000 minor page faults per 64-image ViT-S-32 batch, up to a fifth of the model's
+time on an EPYC core. With the threshold at its maximum and no trimming while embedding, the next batch
+reuses the pages; afterwards the threshold stays where glibc's own rule would take it and the heap is
+trimmed. Both are set because setting either stops glibc moving the other: trimming off alone left the
+threshold at 128 KiB (~4× the faults).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 import json
 import logging
-from statistics import median
 import subprocess
 import sys
+from statistics import median
 
 import pytest
 from conftest import TINY
