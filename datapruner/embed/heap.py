@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import logging
 from typing import Iterator
 
@@ -26,11 +26,12 @@ NO_TRIM = 2 ** 31 - 1
 TRIM_AFTER = 2 * MMAP_THRESHOLD_MAX  # what glibc's dynamic rule sets beside that threshold
 
 
+@functools.cache
 def _libc():
-    """The C library when it is glibc (it has mallopt and malloc_trim), else None."""
-    name = ctypes.util.find_library("c")
+    """The process's C library when it is glibc (it has mallopt and malloc_trim), else None. Looked up once,
+    among the symbols already loaded (find_library would run ldconfig on every embed call)."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
@@ -40,7 +41,8 @@ def _libc():
 def freed_memory_kept() -> Iterator[bool]:
     """Yields whether the setting took (False where the C library is not glibc: nothing changes)."""
     libc = _libc()
-    kept = bool(libc and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, NO_TRIM))
+    kept = bool(libc and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+                and libc.mallopt(M_TRIM_THRESHOLD, NO_TRIM))
     if kept:
         log.debug("malloc keeps freed blocks while the model embeds (no trimming, mmap above 32 MiB only)")
     else:
