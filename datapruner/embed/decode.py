@@ -49,7 +49,7 @@ def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | 
         if min_size:
             img.draft("RGB", (min_size, min_size))
         img.load()
-        return img.convert("RGB")
+        return img if img.mode == "RGB" else img.convert("RGB")  # converting to its own mode would copy it
     except Exception as exc:
         raise _undecodable(exc) from None
 

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,11 +19,18 @@ MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
 class ClipModel:
     model: Any
     preprocess: Callable
-    tokenizer: Callable
+    name: str  # open_clip's model name, which picks its tokenizer
     device: str
     precision: str
     dim: int
     image_size: int | None  # the vision tower's input side, when it has one
+
+    @cached_property
+    def tokenizer(self) -> Callable:
+        """Built when text is first embedded: a run whose policy reads no text never pays for it (~0.1 s)."""
+        import open_clip
+
+        return open_clip.get_tokenizer(self.name)
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -126,7 +134,7 @@ def load_clip(name: str, pretrained: str | None, device: str = "auto", precision
         log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
     model.eval()
-    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), device, precision, model.visual.output_dim,
+    return ClipModel(model, preprocess, name, device, precision, model.visual.output_dim,
                      _input_side(model.visual))
 
 

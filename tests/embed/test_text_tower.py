@@ -78,3 +78,12 @@ def test_a_run_recorded_before_the_choice_keeps_its_text(shards, tmp_path):
     rd.update_run_json(embed={**embed, "inputs": old})
     summary = api.embed(str(shards), run, _cfg(), progress=False)
     assert summary["embed"]["parts_reused"] == 2
+
+
+def test_the_tokenizer_is_built_when_text_is_first_embedded():
+    from datapruner.embed.model import load_clip
+
+    clip = load_clip(TINY["model"], TINY["pretrained"], "cpu")
+    assert "tokenizer" not in vars(clip)  # an images-only run never builds it
+    tokens = clip.tokenizer(["a photo of a cat", "a dog"])
+    assert tokens.shape[0] == 2 and "tokenizer" in vars(clip)
