@@ -184,7 +184,7 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
     cfg = _with_metric_options(cfg, metric_options)
-    _finish("score", api.prune(src, out, cfg.keep, cfg, progress=not quiet), out, as_json)
+    _finish("score", api.score(src, out, cfg.keep, cfg, progress=not quiet), out, as_json)
 
 
 @app.command()

@@ -138,7 +138,7 @@ def _shards_note(summary: dict) -> str:
 
 
 def _step_lines(summary: dict) -> list[str]:
-    from datapruner.steps import STEP_NAMES
+    from datapruner.steps.table import STEP_NAMES
 
     items = []
     for name in STEP_NAMES:

@@ -1,4 +1,4 @@
-"""Every option a command uses, checked when it starts, before anything is read or written (DESIGN §7).
+"""Every option a command uses, checked when it starts, before anything is read or written (docs/design.md, Bad input).
 
 `check_config(cfg, command)` raises DataprunerError with one line naming the option, the value and
 what it accepts ("--keep 1.5: must be a number in [0, 1]"). Names come from the registries
@@ -15,13 +15,12 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
 from typing import Any, Callable
 
 from datapruner.config import Config
+from datapruner.devices import check_device
 from datapruner.errors import DataprunerError
 
-DEVICES = "auto, cpu, cuda, cuda:N"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 RUNNERS = ("local", "ray")
 EMBEDDINGS_LAYOUTS = ("auto", "embedding-reader", "laion", "datacomp")
@@ -47,7 +46,7 @@ def check_config(cfg: Config, command: str, src: str | None = None) -> None:
 
 
 def command_steps(command: str, src: str | None = None) -> tuple[str, ...]:
-    from datapruner.steps import COMMANDS, STEP_NAMES
+    from datapruner.steps.table import COMMANDS, STEP_NAMES
 
     if command in COMMANDS:
         return COMMANDS[command]
@@ -57,12 +56,12 @@ def command_steps(command: str, src: str | None = None) -> tuple[str, ...]:
         step = command.split(" ", 1)[1]
         return ("plan", "write") if step == "write" else (step,) if step in STEP_NAMES else STEP_NAMES
     if command == "verify":
-        return ("embed",) * (src is not None) + ("cluster", "assign", "fit", "score")
+        return ("embed",) * (src is not None) + ("cluster", "assign", "fit", "measure")
     return STEP_NAMES
 
 
 def checks_for(steps: tuple[str, ...], cfg: Config) -> list[Callable[[Config], None]]:
-    from datapruner.steps import MAP_STEPS
+    from datapruner.steps.table import MAP_STEPS
 
     uses = set(steps)
     checks: list[Callable[[Config], None]] = []
@@ -78,7 +77,7 @@ def checks_for(steps: tuple[str, ...], cfg: Config) -> list[Callable[[Config], N
         checks.append(check_seed)
     if "cluster" in uses:
         checks.append(check_clustering)
-    if uses & {"fit", "score", "select"}:
+    if uses & {"fit", "measure", "select"}:
         checks.append(check_policy)
     if "select" in uses:
         checks.append(lambda c: number(c, "keep", 0.0, 1.0))
@@ -144,12 +143,6 @@ def check_embedding(cfg: Config) -> None:
 
 def check_device_option(cfg: Config) -> None:
     check_device(cfg.device)
-
-
-def check_device(device: Any) -> None:
-    """auto | cpu | cuda | cuda:N; anything else is refused (embed/model.py pick_device calls this too)."""
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise DataprunerError(f"--device {device}: unknown; choose one of {DEVICES}")
 
 
 def check_seed(cfg: Config) -> None:

@@ -1,9 +1,9 @@
 """Example Airflow DAGs: prune a WebDataset source with one task per datapruner step.
 
-    datapruner_prune:         one task per step of datapruner's step table (datapruner/steps.py), in
+    datapruner_prune:         one task per step of datapruner's step table (datapruner/steps/table.py), in
                               table order, e.g. ... → embed → cluster → assign → fit → score → select
                               → plan → write → report
-    datapruner_prune_mapped:  the same, with the map steps (steps.MAP_STEPS: embed, assign, score, write)
+    datapruner_prune_mapped:  the same, with the map steps (steps.table.MAP_STEPS: embed, assign, measure, write)
                               fanned out as mapped tasks, one per group of parts, so Airflow workers
                               share the work: ... → parts_embed → embed[g] → cluster → parts_assign →
                               assign[g] → fit → parts_score → score[g] → select → plan → parts_write →
@@ -40,7 +40,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Asset, Param, chain
 
 from datapruner.integrations.airflow.operator import DataprunerOperator, steps_reading_source
-from datapruner.steps import MAP_STEPS, STEP_NAMES
+from datapruner.steps.table import MAP_STEPS, STEP_NAMES
 
 RUN_DIR = os.environ.get("DATAPRUNER_RUN_DIR", "/data/runs/prune")
 

@@ -44,7 +44,7 @@ def main() -> None:
     cfg = load_config(args.config, runner="ray", ray_address=args.address, keep=args.keep,
                       ray_embed_actors=args.embed_actors, ray_num_gpus_per_actor=args.gpus_per_actor)
     try:
-        summary = api.prune(args.src, args.out, cfg=cfg, progress=False)
+        summary = api.score(args.src, args.out, cfg=cfg, progress=False)
     except DataprunerError as exc:  # e.g. the cluster cannot be reached: one line saying what to set
         raise SystemExit(f"error: {exc}") from None
     counts = summary["select"]["counts"]

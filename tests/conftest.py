@@ -46,7 +46,7 @@ def scored_run(tmp_path_factory, shard_dir) -> Path:
     from datapruner import api
 
     run = tmp_path_factory.mktemp("scored") / "run"
-    api.prune(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embed_text=True), progress=False)
+    api.score(str(shard_dir), run, 0.3, Config(**TINY, clusters=4, shard_size=16, embed_text=True), progress=False)
     return run
 
 

@@ -1,21 +1,20 @@
 """Issue #13: every option is checked when a command starts, before anything is read or written.
 
-A bad option is one line `error: …` on stderr, exit 2, within 2 s of the process starting, and no run
-directory is left behind. The CLI runs as a real subprocess (`python -m datapruner.cli`).
+A bad option is one line `error: …` on stderr, exit 2, before torch or open_clip is imported, and no run
+directory is left behind. The CLI runs as a real subprocess (`python -m datapruner.cli`, tests/cli_run.py).
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 import typer
+from cli_run import run_cli
 from conftest import TINY
 from shardmaker import write_shards
 
@@ -26,9 +25,7 @@ from datapruner.errors import DataprunerError
 from datapruner.embed.catalog import parse_pretrained_tags, pretrained_tags
 from datapruner.validate import check_config
 
-CLI = [sys.executable, "-m", "datapruner.cli"]
 GOOD = ["--model", "datapruner-tiny", "--pretrained", "none", "--num-workers", "0", "--quiet"]
-LIMIT_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +33,6 @@ def src(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("src8")
     write_shards(root, n_shards=8, per_shard=4)
     return root
-
-
-def run_cli(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.perf_counter()
-    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
-    return result, time.perf_counter() - start
 
 
 # (name, flags after `score SRC -o OUT` + GOOD; later flags win, so each overrides GOOD's value, what stderr names)
@@ -83,15 +74,15 @@ SCORE_CASES = [
 
 
 @pytest.mark.parametrize("flags,names", [c[1:] for c in SCORE_CASES], ids=[c[0] for c in SCORE_CASES])
-def test_a_bad_option_is_one_line_exit_2_in_seconds_and_writes_nothing(src, tmp_path, flags, names):
+def test_a_bad_option_is_one_line_exit_2_before_any_work_and_writes_nothing(src, tmp_path, flags, names):
     out = tmp_path / "out"
     flags = [f.format(tmp=tmp_path) for f in flags]
-    result, seconds = run_cli(["score", str(src), "-o", str(out), *GOOD, *flags])
+    result, imported = run_cli(["score", str(src), "-o", str(out), *GOOD, *flags])
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert names.format(tmp=tmp_path) in lines[0]
-    assert seconds < LIMIT_S, f"{seconds:.2f} s"
+    assert not imported, f"refused only after importing {imported}"
     assert not out.exists()
 
 
@@ -108,31 +99,32 @@ OTHER_CASES = [
 @pytest.mark.parametrize("args,names", [c[1:] for c in OTHER_CASES], ids=[c[0] for c in OTHER_CASES])
 def test_other_commands_and_usage_errors_are_one_line(src, tmp_path, args, names):
     out = tmp_path / "out"
-    result, seconds = run_cli([a.format(src=src, out=out) for a in args])
+    result, imported = run_cli([a.format(src=src, out=out) for a in args])
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert names.format(out=out) in lines[0]
-    assert seconds < LIMIT_S, f"{seconds:.2f} s"
+    assert not imported, f"refused only after importing {imported}"
     assert not out.exists()
 
 
 def test_a_valid_command_is_not_refused(src, tmp_path):
     out = tmp_path / "out"
-    result, _ = run_cli(["score", str(src), "--keep", "0.5", "--model", "datapruner-tiny", "--pretrained", "none",
-                         "--num-workers", "0", "-o", str(out), "--quiet"])
+    result, imported = run_cli(["score", str(src), "--keep", "0.5", "--model", "datapruner-tiny", "--pretrained",
+                                "none", "--num-workers", "0", "-o", str(out), "--quiet"], timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "manifest/keep.parquet").is_file()
+    assert imported == {"torch", "open_clip"}  # what the refusals above are seen not to import
 
 
-def test_help_is_fast_and_exits_0():
-    result, seconds = run_cli(["score", "--help"])
-    assert result.returncode == 0 and "--keep" in result.stdout and seconds < LIMIT_S
+def test_help_exits_0_without_importing_torch_or_open_clip():
+    result, imported = run_cli(["score", "--help"])
+    assert result.returncode == 0 and "--keep" in result.stdout and not imported
 
 
 def test_checking_imports_neither_torch_nor_open_clip(tmp_path):
     code = ("import sys; from datapruner.config import Config; from datapruner.validate import check_config; "
-            "check_config(Config(), 'prune', 'src'); check_config(Config(model='datapruner-tiny', pretrained='none'), "
-            "'prune', 'src'); bad = [m for m in ('torch', 'open_clip') if m in sys.modules]; assert not bad, bad")
+            "check_config(Config(), 'score', 'src'); check_config(Config(model='datapruner-tiny', pretrained='none'), "
+            "'score', 'src'); bad = [m for m in ('torch', 'open_clip') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -146,17 +138,17 @@ def test_the_api_refuses_before_creating_the_run(src, tmp_path, override):
     out = tmp_path / "out"
     cfg = Config(**TINY).replace(**override)
     with pytest.raises(DataprunerError) as exc:
-        api.prune(str(src), out, cfg.keep, cfg, progress=False)
+        api.score(str(src), out, cfg.keep, cfg, progress=False)
     assert "\n" not in str(exc.value)
     assert not out.exists()
 
 
 def test_a_run_only_command_checks_only_what_its_steps_use():
     recorded = Config(model="bogus", pretrained="/gone/model.pt", batch_size=0)  # embed inputs: not loaded again
-    for command in ("cluster", "score", "select", "write", "report"):
+    for command in ("cluster", "measure", "select", "write", "report"):
         check_config(recorded, command)
     with pytest.raises(DataprunerError, match="--batch-size 0|--model bogus"):
-        check_config(recorded, "prune", "src")
+        check_config(recorded, "score", "src")
     check_config(Config(metric="bogus", keep=7), "write")  # write reads neither the policy nor keep
     with pytest.raises(DataprunerError, match="--metric bogus"):
         check_config(Config(metric="bogus"), "select")
@@ -168,7 +160,7 @@ def test_a_run_only_command_checks_only_what_its_steps_use():
 
 
 def test_precomputed_embeddings_need_no_model(tmp_path):
-    check_config(Config(embeddings=str(tmp_path), model="bogus", pretrained="missing.pt"), "prune", "src")
+    check_config(Config(embeddings=str(tmp_path), model="bogus", pretrained="missing.pt"), "score", "src")
 
 
 def test_pretrained_values():
@@ -210,7 +202,7 @@ def test_devices():
             pick_device(bad)
 
 
-def test_cuda_n_without_a_gpu_falls_back_to_the_cpu(caplog):
+def test_cuda_n_names_a_gpu_that_must_be_there():
     import torch
 
     from datapruner.embed.model import pick_device
@@ -220,9 +212,8 @@ def test_cuda_n_without_a_gpu_falls_back_to_the_cpu(caplog):
         with pytest.raises(DataprunerError, match="cuda:999"):
             pick_device("cuda:999")
         return
-    with caplog.at_level(logging.INFO):
-        assert pick_device("cuda:1") == "cpu"
-    assert "falling back to the CPU" in caplog.text
+    with pytest.raises(DataprunerError, match="--device cuda:1: torch finds no CUDA GPU"):
+        pick_device("cuda:1")
 
 
 @pytest.mark.parametrize("code,hint", [(errno.ENOSPC, "free space"), (errno.EDQUOT, "free space"),

@@ -1,4 +1,4 @@
-"""The assign map step: each part's nearest centroid and cosine distance, computed once per set of centroids.
+"""Assignment (the assign step's room): each part's nearest centroid and cosine distance, computed once per set of centroids.
 
 Metric fits (EL2N's cluster labels, SemDeDup's grouping) and the score step all read these files,
 so the embeddings are assigned once, not once per user. Chunks bound the memory. The nearest centroid
@@ -29,22 +29,12 @@ def assign(emb: np.ndarray, index, chunk: int | None = None) -> tuple[np.ndarray
     return clusters, dist
 
 
-def token(ctx, part: str) -> str:
-    from datapruner.steps import barrier_digest
-
-    return barrier_digest(ctx, "cluster", "centroids")
-
-
-def outputs(run: RunDir, part: str) -> list:
-    return [run.assigned_cluster(part), run.assigned_dist(part)]
-
-
-def run(ctx, part_ids: list[str], state=None):
+def assign_parts(rd: RunDir, part_ids: list[str], device: str):
+    """Each part's nearest centroid and distance to it, saved; yields (part, result) as each is written."""
     from datapruner.cluster.faiss_backend import inner_product_index
     from datapruner.embed.outputs import read_img_emb
 
-    rd = ctx.run
-    index = inner_product_index(np.load(rd.centroids), ctx.cfg.device, one_pass=True)
+    index = inner_product_index(np.load(rd.centroids), device, one_pass=True)
     for part in part_ids:
         clusters, dist = assign(read_img_emb(rd, part), index)
         save_npy(rd.assigned_cluster(part), clusters)

@@ -2,13 +2,10 @@
 
 The nearest-centroid search itself is datapruner/cluster/nearest.py (torch: bf16 on CUDA or on a CPU with
 bf16 dot products, plus an exact check), so that the answer is the same on every device and precision.
+No faiss index runs on a GPU: the device is --device, resolved by datapruner/devices.py.
 """
 
 from __future__ import annotations
-
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def gpu_count() -> int:
@@ -17,17 +14,8 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
-def use_gpu(device: str = "auto") -> bool:
-    if device == "cpu":
-        return False
-    if gpu_count() > 0:
-        return True
-    log.info("faiss has no GPU here (faiss-cpu or no CUDA device): clustering on the CPU")
-    return False
-
-
 def inner_product_index(centroids, device: str = "auto", one_pass: bool = False):
-    """An exact nearest-centroid (largest inner product) index over the centroids, on CUDA when available."""
+    """An exact nearest-centroid (largest inner product) index over the centroids, on `device` (cuda:N honoured)."""
     from datapruner.cluster.nearest import CentroidIndex
 
     return CentroidIndex(centroids, device, one_pass)

@@ -35,6 +35,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from datapruner.devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 PRECISION_ENV = "DATAPRUNER_GEMM_PRECISION"
@@ -53,14 +55,9 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-@lru_cache(maxsize=None)
 def torch_device(device: str = "auto") -> torch.device:
-    """CUDA when asked for (or auto) and present; the CPU otherwise (with a log line unless the CPU was asked for)."""
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda")
-    if device != "cpu":
-        log.info("no CUDA device: k-means, assignment and SemDeDup similarities on the CPU")
-    return torch.device("cpu")
+    """Where k-means, assignment and SemDeDup multiply: --device by the one rule of datapruner/devices.py."""
+    return resolve_device(device)
 
 
 @lru_cache(maxsize=None)

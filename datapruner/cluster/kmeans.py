@@ -1,4 +1,4 @@
-"""The cluster barrier: spherical k-means fitted on a seeded sample of every part's embeddings.
+"""Spherical k-means (the cluster step's room), fitted on a seeded sample of every part's embeddings.
 
 Lloyd iterations with exact assignments (datapruner/cluster/nearest.py: a bf16 pass plus an exact check,
 so the centroids do not depend on the GEMM precision or the device), started from k sample rows
@@ -103,21 +103,8 @@ def updated_centroids(x: np.ndarray, ids: np.ndarray, sums: np.ndarray, centroid
     return np.ascontiguousarray(c / np.where(norms > 0, norms, 1.0), np.float32)
 
 
-def token(ctx, part: str) -> str:
-    """What the centroids depend on: the embeddings and the k-means settings."""
-    from datapruner.embed.inputs import token as embed_token
-    from datapruner.steps import token_of
-
-    cfg = ctx.cfg
-    return token_of(embed_token(ctx), cfg.clusters, cfg.kmeans_sample, cfg.kmeans_iters, cfg.seed)
-
-
-def outputs(run: RunDir, part: str) -> list:
-    return [run.centroids]
-
-
-def run(ctx, part: str) -> dict:
-    rd, cfg = ctx.run, ctx.cfg
+def fit_run_centroids(rd: RunDir, cfg: Config) -> dict:
+    """RUN/clusters/centroids.npy: k-means on a seeded sample of every part's embeddings."""
     parts = rd.part_ids()
     counts = [read_img_emb(rd, p).shape[0] for p in parts]
     n = sum(counts)

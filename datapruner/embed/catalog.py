@@ -9,12 +9,12 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"  # datapruner's own open_clip configs
+
 
 @lru_cache(maxsize=1)
 def model_names() -> frozenset[str]:
     """open_clip.list_models() plus datapruner's configs, read from the json files; empty if unknown."""
-    from datapruner.embed.model import MODEL_CONFIGS
-
     folders = [MODEL_CONFIGS]
     package = _open_clip_dir()
     if package is None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from datapruner.embed.fields import SampleFields
 from datapruner.embed.layouts import Layout
 from datapruner.embed.outputs import OURS, metadata_table, sane_columns
 from datapruner.errors import DataprunerError
@@ -34,11 +35,6 @@ VALUE, PART, ROW, SHARD, POS = "__value", "__part", "__row", "__shard", "__pos"
 INTERNAL = (VALUE, PART, ROW, SHARD, POS)
 _IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|webp|gif|bmp|tiff?)$"
 _CHUNK = 1 << 17
-
-
-def layout_of(ctx) -> Layout | None:
-    recorded = ctx.run.precomputed if ctx.cfg.embeddings else None
-    return Layout.from_dict(recorded) if recorded else None
 
 
 # hashing and bucketed files -----------------------------------------------------------------------------
@@ -112,19 +108,8 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
 
 # index: the source parts -------------------------------------------------------------------------------
 
-def index_parts(ctx) -> list[str]:
-    layout = layout_of(ctx)
-    return layout.part_ids() if layout else []
-
-
 def index_outputs(run: RunDir, part: str) -> list:
     return [run.join_index(part)]
-
-
-def index(ctx, parts: list[str], state=None):
-    layout = layout_of(ctx)
-    for part in parts:
-        yield part, index_part(ctx.run, layout, part)
 
 
 def join_values(column: pa.ChunkedArray | pa.Array, join_key: str) -> pa.Array:
@@ -154,21 +139,11 @@ def index_part(run: RunDir, layout: Layout, part: str) -> dict:
 
 # scan: the input shards ---------------------------------------------------------------------------------
 
-def scan_parts(ctx) -> list[str]:
-    return ctx.run.part_ids() if layout_of(ctx) else []
-
-
 def scan_outputs(run: RunDir, part: str) -> list:
     return [run.join_samples(part), run.join_scan_errors(part), run.join_sample_index(part)]
 
 
-def scan(ctx, parts: list[str], state=None):
-    layout = layout_of(ctx)
-    for part in parts:
-        yield part, scan_shard(ctx.run, ctx.cfg, layout, part)
-
-
-def scan_shard(run: RunDir, cfg, layout: Layout, part: str) -> dict:
+def scan_shard(run: RunDir, fields: SampleFields, layout: Layout, part: str) -> dict:
     """Every sample of the shard as a metadata row (or an error), with its position and join value."""
     from datapruner.embed.decode import UnusableSample, beside_rows, image_bytes, metadata_row
     from datapruner.embed.layouts import sample_value
@@ -181,13 +156,13 @@ def scan_shard(run: RunDir, cfg, layout: Layout, part: str) -> dict:
     rows, errors, pos = [], [], -1
     try:
         with open_shard(shard) as stream:
-            for pos, sample in enumerate(iter_samples(stream, cfg.allow_unsafe_names)):
+            for pos, sample in enumerate(iter_samples(stream, fields.allow_unsafe_names)):
                 if sample.error:
                     errors.append({"key": sample.key, "stage": "read", "reason": sample.error, POS: pos})
                     continue
                 try:
                     image_bytes(sample.members)
-                    row = metadata_row(sample, shard, beside, cfg.caption_field, cfg.label_field)
+                    row = metadata_row(sample, shard, beside, fields.caption_field, fields.label_field)
                 except UnusableSample as exc:
                     errors.append({"key": sample.key, "stage": "decode", "reason": str(exc), POS: pos})
                     continue
@@ -220,19 +195,8 @@ def _samples_table(rows: list[dict]) -> pa.Table:
 
 # join: one bucket of both sides -------------------------------------------------------------------------
 
-def join_parts(ctx) -> list[str]:
-    layout = layout_of(ctx)
-    return layout.bucket_ids() if layout else []
-
-
 def join_outputs(run: RunDir, part: str) -> list:
     return [run.join_matches(part)]
-
-
-def join(ctx, parts: list[str], state=None):
-    layout = layout_of(ctx)
-    for part in parts:
-        yield part, join_bucket(ctx.run, layout, int(part), part)
 
 
 def join_bucket(run: RunDir, layout: Layout, bucket: int, name: str) -> dict:

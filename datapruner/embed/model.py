@@ -1,4 +1,4 @@
-"""Loading an open_clip model (name + pretrained tag | local checkpoint | none) on the best device."""
+"""Loading an open_clip model (name + pretrained tag | local checkpoint | none) on --device (datapruner/devices.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from datapruner.devices import resolve_device
+from datapruner.embed.catalog import MODEL_CONFIGS, pretrained_entry
+
 log = logging.getLogger(__name__)
-MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "model_configs"
 
 
 @dataclass
@@ -34,26 +36,8 @@ class ClipModel:
 
 
 def pick_device(requested: str = "auto") -> str:
-    """auto | cpu | cuda | cuda:N (anything else is refused); cuda without a GPU falls back to the CPU."""
-    from datapruner.validate import check_device
-
-    check_device(requested)
-    if requested == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
-            from datapruner.errors import DataprunerError
-
-            raise DataprunerError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s); "
-                                  f"choose auto, cpu, cuda or cuda:0..cuda:{torch.cuda.device_count() - 1}")
-        return "cuda" if requested == "auto" else requested
-    if requested != "auto":
-        log.warning("%s was asked for but no GPU is available: falling back to the CPU", requested)
-    else:
-        log.info("no GPU found: embedding on the CPU")
-    return "cpu"
+    """The device the model loads on: --device by the one rule of datapruner/devices.py."""
+    return str(resolve_device(requested))
 
 
 def pick_precision(device: str, requested: str = "auto") -> str:
@@ -64,7 +48,8 @@ def pick_precision(device: str, requested: str = "auto") -> str:
     if device != "cpu":
         if requested != "auto":
             return requested
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        with torch.cuda.device(device):  # cuda:N: that GPU's answer, not GPU 0's
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if requested == "fp32":
         return "fp32"
     if cpu_has_bf16():
@@ -218,8 +203,6 @@ def _weights_location(name: str, tag: str | None) -> tuple[str, bool, bool] | No
 
 def _pretrained_source(name: str, tag: str) -> tuple[str, str] | None:
     """(hf_hub, url) of open_clip's `_PRETRAINED[name][tag]`, read from its source (embed/catalog.py)."""
-    from datapruner.embed.catalog import pretrained_entry
-
     entry = pretrained_entry(name, tag)
     return None if entry is None else (entry.get("hf_hub") or "", entry.get("url") or "")
 

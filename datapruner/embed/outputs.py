@@ -81,19 +81,6 @@ def write_errors(run: RunDir, part: str, shard: str, errors: list[dict]) -> None
     save_parquet(run.errors(part), pa.Table.from_pylist(err_rows, schema=ERRORS_SCHEMA))
 
 
-def count_parts(run: RunDir) -> dict:
-    """Valid samples (metadata rows) and errors over every part, from parquet footers only."""
-    valid = errors = 0
-    for part in run.part_ids():
-        if run.metadata(part).exists():
-            valid += pq.ParquetFile(run.metadata(part)).metadata.num_rows
-        if run.errors(part).exists():
-            errors += pq.ParquetFile(run.errors(part)).metadata.num_rows
-    from datapruner.embed.join import unmatched_counts
-
-    return {"valid": valid, "errors": errors, **unmatched_counts(run)}
-
-
 def read_metadata(run: RunDir, part: str, shard: str) -> pa.Table:
     """The part's metadata with shard/offset/length columns, filled in for precomputed layouts."""
     table = pq.read_table(run.metadata(part))

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datapruner.embed.join import INTERNAL, PART, POS, ROW, VALUE, layout_of, read_group
+from datapruner.embed.join import INTERNAL, PART, POS, ROW, VALUE, read_group
 from datapruner.embed.layouts import Layout, detect
 from datapruner.embed.outputs import write_embed_table
 from datapruner.io.rundir import RunDir
@@ -41,12 +41,6 @@ def check_layout(cfg, shards: list[str]) -> Layout:
     """Checked when the command starts, before anything is written: the layout, its parts' row counts
     (footers and headers only) and the join column."""
     return resolve(cfg)
-
-
-def build_parts(ctx, part_ids: list[str]):
-    layout = layout_of(ctx)
-    for part in part_ids:
-        yield part, build_part(ctx.run, layout, part)
 
 
 def build_part(run: RunDir, layout: Layout, part: str) -> dict:

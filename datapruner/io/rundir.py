@@ -1,4 +1,4 @@
-"""The run directory of DESIGN section 2. Only this module spells paths inside RUN.
+"""The run directory (docs/design.md). Only this module spells paths inside RUN.
 
 It also keeps the completion markers (`_done/<step>/<part>`: JSON with the input token, the files
 the part wrote, and for barriers a digest of them) and the lock that lets one process write a RUN.
@@ -203,6 +203,14 @@ class RunDir:
         folder = self.root / f"_done/{step}"
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
+    def rename_step_markers(self, renamed: dict[str, str]) -> None:
+        """Markers written under a step's former name move to its current one ({old: new}), so a run made
+        before the rename resumes instead of finding its own files in the way."""
+        for old, new in renamed.items():
+            before, after = self.root / f"_done/{old}", self.root / f"_done/{new}"
+            if before.is_dir() and not after.exists():
+                before.rename(after)
+
     def write_marker(self, step: str, part: str, token: str, outputs: list[Path], digest: str | None = None) -> None:
         rel = sorted(str(p.relative_to(self.root)) for p in outputs if p.exists())
         write_json(self.marker(step, part), {"token": token, "outputs": rel, "digest": digest})
@@ -311,5 +319,5 @@ def output_name(j: int, prefix: str = "", digits: int = 6) -> str:
 
 
 def part_id(index: int, count: int) -> str:
-    """DESIGN: the shard index zero-padded to the width of the count."""
+    """The shard index zero-padded to the width of the count."""
     return f"{index:0{len(str(count))}d}"

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datapruner.cluster.assign import part_assignment
+from datapruner.devices import resolve_device
 from datapruner.embed.outputs import as_float32, read_img_emb
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import atomic_path, save_npy
@@ -31,9 +32,8 @@ DEFAULTS = {"models": 4, "epochs": 3, "hidden": 0, "lr": 1e-2, "batch_size": 102
 
 
 def torch_device(device: str):
-    import torch
-
-    return torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    """Where the probes train: --device by the one rule of datapruner/devices.py."""
+    return resolve_device(device)
 
 
 def data_labels(run: RunDir) -> list[np.ndarray] | None:

@@ -34,7 +34,7 @@ from datapruner.metrics.cluster_groups import ClusterBatch, assigned_sizes, clus
 
 DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 1024}
 # below this many rows a cluster's float32 pass is faster than bf16 plus its wider exact check, even on AMX
-# (measurements: docs/design-notes.md, Metrics); the answer is the same either way
+# (docs/metrics.md); the answer is the same either way
 BF16_MIN_ROWS = 8192
 SAME_DIRECTION = 2e-6  # x·x of a renormalised float32 unit row lands within ~1e-7 of 1
 

@@ -93,23 +93,21 @@ def run_facts(run: RunDir, manifest) -> list[tuple[str, str]]:
 
 def step_times(run: RunDir) -> list[dict]:
     """When each step's parts were finished (from their completion markers), and run.json `timings` when
-    a front recorded them ({step: seconds})."""
-    from datapruner.steps import STEP_NAMES
-
+    a front recorded them ({step: seconds}); in the order the steps first finished a part."""
     recorded = run.read_run_json().get("timings") or {}
-    rows = []
-    for step in STEP_NAMES:
-        folder = run.root / f"_done/{step}"
-        stamps = sorted(p.stat().st_mtime for p in folder.iterdir() if not p.name.startswith(".")) \
-            if folder.is_dir() else []
-        if not stamps and step not in recorded:
-            continue
-        row = {"step": step, "parts": len(stamps),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamps[-1])) if stamps else "",
-               "span": f"{stamps[-1] - stamps[0]:.1f} s" if len(stamps) > 1 else "",
-               "seconds": f"{float(recorded[step]):.1f} s" if isinstance(recorded.get(step), (int, float)) else ""}
-        rows.append(row)
-    return rows
+    done = run.root / "_done"
+    stamps = {f.name: sorted(p.stat().st_mtime for p in f.iterdir() if not p.name.startswith("."))
+              for f in (sorted(done.iterdir()) if done.is_dir() else []) if f.is_dir()}
+    stamps = {step: s for step, s in stamps.items() if s}
+    order = sorted(stamps, key=lambda step: (stamps[step][0], step)) + [s for s in recorded if s not in stamps]
+    return [_step_row(step, stamps.get(step, []), recorded.get(step)) for step in order]
+
+
+def _step_row(step: str, stamps: list[float], seconds) -> dict:
+    return {"step": step, "parts": len(stamps),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamps[-1])) if stamps else "",
+            "span": f"{stamps[-1] - stamps[0]:.1f} s" if len(stamps) > 1 else "",
+            "seconds": f"{float(seconds):.1f} s" if isinstance(seconds, (int, float)) else ""}
 
 
 def stage_of(reason: str) -> str:

@@ -1,4 +1,4 @@
-"""RUN/report/index.html: one self-contained page (plots and thumbnails inline) of what the run selected.
+"""RUN/report/index.html (the report step's room): one self-contained page (plots and thumbnails inline) of what the run selected.
 
 The report step of the table. Its page shows the run facts and the policy in words, counts by stage and
 reason, score distributions kept vs. dropped, every cluster by id (with the budget's per-cluster table,
@@ -30,20 +30,6 @@ PER_ROW = 8
 CLUSTERS_SHOWN = 6
 CLUSTER_ROWS = 200
 SCORE_PANELS = 4
-
-
-def token(ctx, part: str) -> str:
-    from datapruner.steps import barrier_digest, token_of
-
-    return token_of(barrier_digest(ctx, "select", "manifest"), facts.write_state(ctx.run), LAYOUT)
-
-
-def outputs(run: RunDir, part: str) -> list:
-    return [run.report_html]
-
-
-def run(ctx, part: str) -> dict:
-    return {"report": build_report(ctx.run, ctx.cfg.seed, ctx.cfg.max_image_pixels)}
 
 
 def build_report(run: RunDir, seed: int = 0, max_pixels: int | None = None, clusters_shown: int = CLUSTERS_SHOWN) -> str:

@@ -155,7 +155,7 @@ class Worker:
     def __init__(self, task, remote_decode: bool = False):
         self.task, self.state = task, task.setup()
         if remote_decode and self.state is not None:
-            from datapruner.embed.step import EmbedState
+            from datapruner.embed.embedding import EmbedState
 
             self.state = EmbedState(self.state, decode_feed)
 

@@ -1,4 +1,4 @@
-"""The manifest barrier: keep.parquet (every sample, kept or not, and why), keep_uids.npy, summary.json."""
+"""The manifest (the select step's room): keep.parquet (every sample, kept or not, and why), keep_uids.npy, summary.json."""
 
 from __future__ import annotations
 
@@ -21,24 +21,10 @@ from datapruner.select.streamed import ScoreParts, decide, part_verdict, streama
 log = logging.getLogger(__name__)
 
 
-def token(ctx, part: str) -> str:
-    """The policy and the tokens of the metrics it reads (not of extra columns the scores may hold)."""
-    from datapruner.metrics.step import metric_token, policy_metrics
-    from datapruner.steps import token_of
-
-    cfg = ctx.cfg
-    metrics = {m: metric_token(ctx, m) for m in policy_metrics(cfg)}
-    options = {m: cfg.options_for(m) for m in metrics}
-    return token_of(cfg.keep, cfg.metric, cfg.order, cfg.budget, list(cfg.filters), options, cfg.seed, metrics)
-
-
-def outputs(run: RunDir, part: str) -> list:
+def outputs(run: RunDir) -> list:
+    """What build_manifest writes (the per-cluster budget tables as well)."""
     budgets = sorted(run.manifest_dir.glob("*_clusters.parquet")) if run.manifest_dir.is_dir() else []
     return [run.keep_parquet, run.keep_uids, run.summary_json, *budgets]
-
-
-def run(ctx, part: str) -> dict:
-    return build_manifest(ctx.run, ctx.cfg.keep, ctx.cfg)
 
 
 MANIFEST_ROW_GROUP = 1 << 16  # rows per row group of keep.parquet (what the part-by-part writer buffers)

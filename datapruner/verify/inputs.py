@@ -54,15 +54,15 @@ def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: in
         return embedding_split(embeddings_root(test_src))
     except FileNotFoundError:
         pass
-    from datapruner import api
+    from datapruner.session import run_command
 
     test_run = RunDir(run).verify_test_run
     log.info("verify: embedding the test shards %s into %s with the run's model", test_src, test_run)
-    api.embed(test_src, test_run, with_run_embed_inputs(run, cfg), progress=False)
+    run_command("embed", test_run, with_run_embed_inputs(run, cfg), test_src, progress=False)
     return embedding_split(RunDir(test_run).own_embeddings)
 
 
-# what the embeddings depend on (embed/inputs.embed_inputs): the test set must be embedded like the run
+# what the embeddings depend on (steps/embed_inputs.embed_inputs): the test set must be embedded like the run
 RUN_EMBED_FIELDS = ("model", "pretrained", "precision", "seed", "caption_field", "label_field", "max_image_pixels",
                     "allow_unsafe_names")
 

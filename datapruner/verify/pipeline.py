@@ -68,9 +68,9 @@ def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = 
     torch.set_num_threads(spec.threads or os.cpu_count() or 1)
     try:
         if spec.src is not None:
-            from datapruner import api
+            from datapruner.session import run_command
 
-            api.embed(spec.src, run, cfg, progress=progress)
+            run_command("embed", run, cfg, spec.src, progress)
         summary = _study(run, cfg, spec, progress)
     finally:
         torch.set_num_threads(threads_before)
@@ -212,11 +212,11 @@ def _tensor(index: np.ndarray):
 
 def write_outputs(out: Path, rows: list[dict], spec, trainer, skipped: dict, counts: dict, seconds: float) -> dict:
     from datapruner.io.atomic import write_json
-    from datapruner.verify import results
+    from datapruner.verify.publish import publish
 
     teachers = {str(p): {k: v for k, v in t.items() if k != "logits"} for p, t in trainer.teachers.items()}
-    published = results.publish(rows, out, max((t["accuracy"] for t in teachers.values()), default=None),
-                                trainer.test_correct(trainer.study_keys))
+    published = publish(rows, out, max((t["accuracy"] for t in teachers.values()), default=None),
+                        trainer.test_correct(trainer.study_keys))
     students = [trainer.memo[k] for k in trainer.study_keys]
     summary = {
         "teachers": teachers, **counts, "unseen_test_labels": trainer.unseen_test_labels, "rows": len(rows),

@@ -1,5 +1,6 @@
 """verify's result rows: the table (JSON + CSV), the per-setting aggregate with its measured regime, and the
 paired comparisons (method vs random, KD vs no KD), each with p, Holm-adjusted p, CI and verdict (verify/stats.py).
+verify/publish.py writes them with the claims, fits, tables and plots built on them.
 
 One aggregate entry per (budget_mode, balance, pool, method, alpha_setting, fraction). When a method was scored
 on several embeddings, the rows of the main one ("ssl" when present, else the most common) keep the method's
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datapruner.io.atomic import atomic_path, save_npy, write_json
+from datapruner.io.atomic import atomic_path, write_json
 from datapruner.verify import stats
 
 COLUMNS = ("budget_mode", "pool", "pool_size", "method", "embedding", "balance", "fraction", "kept", "kd",
@@ -203,33 +204,6 @@ def comparisons(rows: list[dict]) -> dict:
     index = index_rows(rows)
     return {"vs_random": compare_to_random(index), "kd_vs_no_kd": compare_kd(index), "regime": regimes(index),
             "rule": stats.TEST + "; better / worse when the Holm-adjusted p < 0.05, else inconclusive"}
-
-
-def publish(rows: list[dict], out_dir: str | Path, teacher_accuracy: float | None = None,
-            correct: np.ndarray | None = None) -> dict:
-    """Write results.json/csv (the rows with their measured regime), aggregate.json, power_law.json, comparisons.json, claims.json, summary.md and the
-    plots into out_dir; return the paths and one line per claim."""
-    from datapruner.verify import claims, plots, powerlaw, tables
-
-    out_dir = Path(out_dir)
-    rows = with_correct(rows, correct)
-    paths = write_table([{k: v for k, v in r.items() if k != CORRECT} for r in with_regime(rows)], out_dir)
-    if correct is not None:
-        save_npy(out_dir / CORRECT_FILE, np.packbits(correct, axis=1))
-        paths["test_correct"] = out_dir / CORRECT_FILE
-    agg = aggregate(rows)
-    fits = powerlaw.fit_all(rows)
-    verdicts = claims.evaluate(rows)
-    for name, obj in (("aggregate", agg), ("power_law", fits + powerlaw.fit_across_pools(rows)), ("comparisons", comparisons(rows)), ("claims", verdicts)):
-        write_json(out_dir / f"{name}.json", obj)
-        paths[name] = out_dir / f"{name}.json"
-    teacher = "" if teacher_accuracy is None else f"teacher accuracy: {100 * teacher_accuracy:.2f}%\n\n"
-    with atomic_path(out_dir / "summary.md") as tmp:
-        tmp.write_text(f"# verify\n\n{teacher}{tables.markdown(rows, verdicts)}")
-    paths["summary_md"] = out_dir / "summary.md"
-    figures = plots.write_plots(agg, fits, out_dir, teacher_accuracy)
-    return {"files": {k: str(v) for k, v in paths.items()}, "figures": [str(p) for p in figures],
-            "claims": [{k: c.get(k) for k in ("claim", "budget_mode", "balance", "verdict")} for c in verdicts]}
 
 
 def _finish(families: dict[tuple, list[dict]], what: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Markdown tables of a verify run, generated from its result rows and claims (the README's tables come from here).
+"""Markdown tables of a verify run, generated from its result rows and claims (docs/verify-study.md comes from here).
 
 markdown(rows, claims): the claims table (verdict, test, numbers), then per (budget, balance, pool) every method ×
 alpha_setting row (with and without KD) × fraction as "mean ± CI half-width" (test accuracy, %, bootstrap 95 % CI

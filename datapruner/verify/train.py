@@ -1,7 +1,7 @@
 """Training one student: CE or KD loss, a step budget, gradient clipping, and a convergence check on a validation split.
 
 KD loss (Hinton et al.; Ben-Baruch et al. for pruning): (1 - alpha) * CE(y) + alpha * T^2 * KL(p_t^T || p_s^T).
-Every student gets the same warm-up and clipping, with or without KD (DESIGN section 8).
+Every student gets the same warm-up and clipping, with or without KD (docs/verify.md).
 
 Budgets:
 - convergence: linear warm-up over one evaluation interval, then a constant learning rate that drops ×0.1 each

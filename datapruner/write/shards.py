@@ -84,31 +84,24 @@ def _fill_missing_ranges(kept: pa.Table, allow_unsafe_names: bool) -> pa.Table:
                .set_column(kept.schema.get_field_index("length"), "length", pa.array(lengths, pa.int64()))
 
 
-# plan (barrier) -----------------------------------------------------------------------------------------
+# the plan ------------------------------------------------------------------------------------------------
 
-def plan_token(ctx, part: str) -> str:
-    from datapruner.steps import barrier_digest, token_of
-
-    cfg = ctx.cfg
-    return token_of(barrier_digest(ctx, "select", "manifest"), cfg.shard_size, cfg.output_prefix, cfg.output_digits,
-                    PLAN_LAYOUT)
-
-
-def plan_outputs(run: RunDir, part: str) -> list:
+def plan_outputs(run: RunDir) -> list:
     return [run.write_plan, run.sizes_json]
 
 
-def plan(ctx, part: str) -> dict:
+def build_plan(run: RunDir, shard_size: int, prefix: str, digits: int, allow_pipe: bool,
+               allow_unsafe_names: bool) -> dict:
     """The kept rows in source order, one parquet row group per output shard (a write task reads only its own),
     the output shards' names in its schema metadata, and sizes.json for the shards folder."""
-    table = write_plan(ctx.run, ctx.cfg.allow_pipe, ctx.cfg.allow_unsafe_names)
-    bounds = output_shards(table.column("key").to_pylist(), ctx.cfg.shard_size)
-    names = [output_name(j, ctx.cfg.output_prefix, ctx.cfg.output_digits) for j in range(len(bounds))]
+    table = write_plan(run, allow_pipe, allow_unsafe_names)
+    bounds = output_shards(table.column("key").to_pylist(), shard_size)
+    names = [output_name(j, prefix, digits) for j in range(len(bounds))]
     schema = table.schema.with_metadata({NAMES_KEY: json.dumps(names).encode()})
-    with atomic_path(ctx.run.write_plan) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_path(run.write_plan) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for lo, hi in bounds:
             writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
-    write_json(ctx.run.sizes_json, sizes(names, bounds))
+    write_json(run.sizes_json, sizes(names, bounds))
     return {"samples": table.num_rows, "output_shards": len(bounds)}
 
 
@@ -129,34 +122,18 @@ def plan_names(path) -> list[str]:
 
 # write (map over output shards) --------------------------------------------------------------------------
 
-def parts(ctx) -> list[str]:
-    """One part per output shard, named as the shard (its row group index is its place in this list)."""
-    from datapruner.steps import NotReady
-
-    path = ctx.run.write_plan
-    if ctx.run.read_marker("plan", "plan") is None or not path.exists():
-        raise NotReady("no write plan")
-    return plan_names(path)
-
-
-def token(ctx, part: str) -> str:
-    from datapruner.steps import barrier_digest
-
-    return barrier_digest(ctx, "plan", "plan")
-
-
 def outputs(run: RunDir, part: str) -> list:
     return [run.shard(part), run.shard_parquet(part), run.shard_stats(part)]
 
 
-def run(ctx, part_ids: list[str], state=None):
-    plan_file = pq.ParquetFile(ctx.run.write_plan)
-    index = {name: j for j, name in enumerate(plan_names(ctx.run.write_plan))}
+def write_shards(run: RunDir, part_ids: list[str], allow_pipe: bool):
+    """Output shards `part_ids` of the plan, each yielded once its tar, parquet and stats are written."""
+    plan_file = pq.ParquetFile(run.write_plan)
+    index = {name: j for j, name in enumerate(plan_names(run.write_plan))}
     for part in part_ids:
         rows = plan_rows(plan_file, index[part])
-        refuse_pipe_shards(ctx.run, rows.column("shard").unique().to_pylist(), str(ctx.run.write_plan),
-                           ctx.cfg.allow_pipe)
-        yield part, {"samples": write_one(ctx.run, part, rows)}
+        refuse_pipe_shards(run, rows.column("shard").unique().to_pylist(), str(run.write_plan), allow_pipe)
+        yield part, {"samples": write_one(run, part, rows)}
 
 
 def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:

@@ -6,20 +6,23 @@ import torch
 from conftest import TINY
 
 from datapruner import api
-from datapruner.cluster.faiss_backend import gpu_count, use_gpu
+from datapruner.cluster.faiss_backend import gpu_count
 from datapruner.config import Config
+from datapruner.devices import forget_resolved
 from datapruner.embed.model import pick_device, pick_precision
+from datapruner.errors import DataprunerError
 
 no_gpu = not torch.cuda.is_available()
 
 
 @pytest.mark.skipif(not no_gpu, reason="checks the CPU fallback")
-def test_cuda_request_falls_back_to_cpu_with_a_log_line(caplog):
+def test_auto_embeds_on_the_cpu_with_a_log_line_and_cuda_is_refused(caplog):
+    forget_resolved()  # an earlier test may have resolved auto (and logged) already
     with caplog.at_level(logging.INFO):
-        assert pick_device("cuda") == "cpu"
         assert pick_device("auto") == "cpu"
-        assert use_gpu("auto") is (gpu_count() > 0)
-    assert "falling back to the CPU" in caplog.text
+    assert "--device auto runs the model, the GEMMs and the probes on the CPU" in caplog.text
+    with pytest.raises(DataprunerError, match="--device cuda: torch finds no CUDA GPU"):
+        pick_device("cuda")
     assert pick_precision("cpu", "fp32") == "fp32"
 
 

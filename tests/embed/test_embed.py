@@ -126,7 +126,7 @@ def test_a_file_that_is_not_a_tar_is_recorded_and_the_run_goes_on(tmp_path):
     (error,) = pq.read_table(run / "errors/part-2.parquet").to_pylist()
     assert error["shard"].endswith("zz-garbage.tar") and "corrupt" in error["reason"]
     assert np.load(run / "embeddings/img_emb/img_emb_2.npy").shape == (0, 64)
-    result = api.prune(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
+    result = api.score(str(src), run, 0.5, Config(**TINY, clusters=2), progress=False)
     assert result["select"]["counts"] == {"samples": 11, "valid": 10, "invalid": 1, "kept": 5}
 
 

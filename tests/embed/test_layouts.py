@@ -51,7 +51,7 @@ def _cfg(**kw) -> Config:
 @pytest.fixture(scope="module")
 def direct(source, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("direct") / "run"
-    api.prune(str(source), run, 0.5, _cfg(embed_text=True), progress=False)  # text, for the round trip
+    api.score(str(source), run, 0.5, _cfg(embed_text=True), progress=False)  # text, for the round trip
     return run
 
 
@@ -88,7 +88,7 @@ def _snapshot(root: Path) -> dict:
 
 def _prune_from(source: Path, emb: Path, out: Path, **kw) -> dict:
     before = _snapshot(emb)
-    summary = api.prune(str(source), out, 0.5, _cfg(embeddings=str(emb), **kw), progress=False)
+    summary = api.score(str(source), out, 0.5, _cfg(embeddings=str(emb), **kw), progress=False)
     assert _snapshot(emb) == before, "the run wrote into the embeddings folder"
     return summary
 
@@ -198,7 +198,7 @@ def _write_datacomp(root: Path, vectors: list[dict], rng) -> Path:
 def test_datacomp_npz_joined_by_uid(source, direct, vectors, tmp_path):
     emb = _write_datacomp(tmp_path / "emb", vectors, np.random.default_rng(1))
     with pytest.raises(DataprunerError, match="embeddings_column"):
-        api.prune(str(source), tmp_path / "refused", 0.5, _cfg(embeddings=str(emb)), progress=False)
+        api.score(str(source), tmp_path / "refused", 0.5, _cfg(embeddings=str(emb)), progress=False)
     _prune_from(source, emb, tmp_path / "run", embeddings_column="b32_img")
     _assert_same_run(direct, tmp_path / "run")
     info = json.loads((tmp_path / "run/run.json").read_text())
@@ -232,5 +232,5 @@ def test_rerun_reuses_every_part(source, vectors, tmp_path):
 def test_an_unknown_join_column_is_refused_before_anything_is_written(source, vectors, tmp_path):
     emb = _write_reader_parts(tmp_path / "emb", [vectors], lambda r: {"key": r["key"]}, np.float16, text=False)
     with pytest.raises(DataprunerError, match="join_key 'uid'"):
-        api.prune(str(source), tmp_path / "run", 0.5, _cfg(embeddings=str(emb), join_key="uid"), progress=False)
+        api.score(str(source), tmp_path / "run", 0.5, _cfg(embeddings=str(emb), join_key="uid"), progress=False)
     assert not (tmp_path / "run/embeddings").exists()

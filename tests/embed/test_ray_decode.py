@@ -6,7 +6,7 @@ import torch
 from shardmaker import write_shards
 
 from datapruner.embed.model import load_clip
-from datapruner.embed.step import local_batches
+from datapruner.embed.embedding import local_batches
 from datapruner.embed.stream import Decoder, ShardTask
 
 pytestmark = pytest.mark.ray

@@ -28,7 +28,7 @@ def _text_parts(run) -> list:
 
 def test_a_policy_without_text_metrics_embeds_images_only(shards, tmp_path):
     run = tmp_path / "run"
-    api.prune(str(shards), run, 0.5, _cfg(metric="prototypicality"), progress=False)
+    api.score(str(shards), run, 0.5, _cfg(metric="prototypicality"), progress=False)
     assert _text_parts(run) == []
     meta = pq.read_table(run / "embeddings/metadata/metadata_0.parquet")
     assert all(c.startswith("a ") for c in meta.column("caption").to_pylist())  # the captions are still kept
@@ -48,11 +48,11 @@ def test_clip_score_on_a_run_embedded_without_text_is_refused_until_re_embed(sha
     run = tmp_path / "run"
     api.embed(str(shards), run, _cfg(), progress=False)
     with pytest.raises(DataprunerError, match="embedded without text embeddings.*--re-embed"):
-        api.prune(str(shards), run, 0.5, _cfg(metric="clip_score"), progress=False)
+        api.score(str(shards), run, 0.5, _cfg(metric="clip_score"), progress=False)
     api.cluster(run, _cfg())
     with pytest.raises(DataprunerError, match="text embeddings"):  # RUN only: the score step says it
         api.select(run, 0.5, _cfg(metric="clip_score"), progress=False)
-    api.prune(str(shards), run, 0.5, _cfg(metric="clip_score", re_embed=True), progress=False)
+    api.score(str(shards), run, 0.5, _cfg(metric="clip_score", re_embed=True), progress=False)
     assert _text_parts(run) == ["text_emb_0.npy", "text_emb_1.npy"]
     scores = pq.read_table(run / "scores/part-0.parquet").column("score_clip_score").to_numpy()
     assert len(scores) == 12 and np.all(np.abs(scores) <= 1.0001)
@@ -62,7 +62,7 @@ def test_a_run_with_text_serves_a_policy_without_it_as_it_is(shards, tmp_path):
     run = tmp_path / "run"
     api.embed(str(shards), run, _cfg(metric="clip_score"), progress=False)
     before = (run / "embeddings/text_emb/text_emb_0.npy").read_bytes()
-    summary = api.prune(str(shards), run, 0.5, _cfg(), progress=False)
+    summary = api.score(str(shards), run, 0.5, _cfg(), progress=False)
     assert summary["embed"]["parts_reused"] == summary["embed"]["parts"] == 2  # nothing re-embedded
     assert (run / "embeddings/text_emb/text_emb_0.npy").read_bytes() == before
 

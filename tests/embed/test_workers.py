@@ -8,7 +8,7 @@ from shardmaker import image_bytes, sample_members, write_tar
 
 from datapruner.embed.device_decode import worker_preprocess
 from datapruner.embed.model import load_clip
-from datapruner.embed.step import batch_source, decode_workers, local_batches, threaded_batches, usable_cores
+from datapruner.embed.embedding import batch_source, decode_workers, local_batches, threaded_batches, usable_cores
 from datapruner.embed.stream import Decoder, ShardTask
 from datapruner.config import Config
 

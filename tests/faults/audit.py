@@ -118,7 +118,7 @@ def run_cases(root: Path, cfg=None, cases=CASES) -> list[Row]:
     before = snapshot(root, run)
     cfg = cfg or Config(model="datapruner-tiny", pretrained="none", batch_size=8, num_workers=0, device="cpu",
                         clusters=3, shard_size=16)
-    api.prune(str(src), run, 1.0, cfg, progress=False)
+    api.score(str(src), run, 1.0, cfg, progress=False)
     manifest, errors = recorded(run)
     outputs = output_samples(run)
     skipped = {Path(p).name for p in RunDir(run).read_run_json().get("skipped", [])}

@@ -62,7 +62,7 @@ def test_two_fresh_runs_on_corrupt_images_write_identical_manifests_and_errors(t
     build_source(tmp_path / "src", corrupt)
     cfg = Config(model="datapruner-tiny", pretrained="none", batch_size=8, num_workers=0, device="cpu", clusters=2)
     for run in ("a", "b"):
-        api.prune(str(tmp_path / "src"), tmp_path / run, 1.0, cfg, progress=False)
+        api.score(str(tmp_path / "src"), tmp_path / run, 1.0, cfg, progress=False)
 
     def files(run: str) -> dict:
         root = tmp_path / run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from datapruner.steps import MAP_STEPS, STEP_NAMES
+from datapruner.steps.table import MAP_STEPS, STEP_NAMES
 
 from shardmaker import write_shards
 
@@ -75,12 +75,12 @@ def inputs(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def api_shards(inputs, tmp_path_factory) -> dict[str, bytes]:
-    """What datapruner.api.prune writes for the same inputs: the expected pruned shards."""
+    """What datapruner.api.score writes for the same inputs: the expected pruned shards."""
     from datapruner import api
     from datapruner.config import load_config
 
     run = tmp_path_factory.mktemp("api_run")
-    api.prune(inputs["src"], run, inputs["keep"], load_config(inputs["config"]), progress=False)
+    api.score(inputs["src"], run, inputs["keep"], load_config(inputs["config"]), progress=False)
     return pruned_shards(run)
 
 
@@ -130,7 +130,7 @@ assert not heavy, heavy
 def test_operator_rejects_unknown_step_and_missing_source(airflow_env):
     run_python(airflow_env, """
 from datapruner.integrations.airflow import DataprunerOperator
-for kwargs in ({"step": "prune"}, {"step": "embed"}):
+for kwargs in ({"step": "score"}, {"step": "embed"}):
     try:
         DataprunerOperator(task_id="t", run_dir="/tmp/run", **kwargs)
     except ValueError as exc:

@@ -7,7 +7,7 @@ import pytest
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
 from datapruner.metrics.clip_score import ClipScore
-from datapruner.metrics.step import load_part
+from datapruner.metrics.scoring import load_part
 from datapruner.select.filters import clip_score_filter, el2n_offset_filter
 
 

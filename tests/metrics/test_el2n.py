@@ -9,7 +9,7 @@ import torch
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
 from datapruner.metrics.el2n import EL2N, el2n_scores, probes_path, write_labels
-from datapruner.metrics.step import load_part
+from datapruner.metrics.scoring import load_part
 
 
 def test_linear_ensemble_score_equals_a_hand_computation():

@@ -89,7 +89,7 @@ def test_planted_near_duplicates_are_removed_keeping_one_of_each_group(tmp_path)
     members = planted_shards(tmp_path / "src")
     cfg = Config(**TINY, clusters=3, shard_size=100, filters=({"name": "semdedup", "eps": 1e-3},),
                  metric_options={"semdedup": {"max_rows": 20, "block": 8}})  # several batches and blocks
-    summary = api.prune(str(tmp_path / "src"), tmp_path / "run", 0.5, cfg, progress=False)
+    summary = api.score(str(tmp_path / "src"), tmp_path / "run", 0.5, cfg, progress=False)
     rows = pq.read_table(tmp_path / "run/manifest/keep.parquet").to_pylist()
     removed = {r["key"] for r in rows if r["reason"] == "removed by filter semdedup"}
     for keys in members.values():
@@ -114,7 +114,7 @@ def test_byte_identical_copies_across_shards_are_exact_duplicates(tmp_path, eps)
     for s, rows in enumerate(samples):
         write_tar(tmp_path / "src" / f"copies-{s}.tar", rows)
     cfg = Config(**TINY, clusters=2, filters=({"name": "semdedup", "eps": eps},))
-    api.prune(str(tmp_path / "src"), tmp_path / "run", 0.75, cfg, progress=False)  # 30 of 40 are not copies
+    api.score(str(tmp_path / "src"), tmp_path / "run", 0.75, cfg, progress=False)  # 30 of 40 are not copies
     rows = pq.read_table(tmp_path / "run/manifest/keep.parquet").to_pylist()
     groups = {g: {f"o{g:04d}", f"c{g}-1", f"c{g}-2"} for g in range(5)}
     removed = {r["key"] for r in rows if r["reason"] == "removed by filter semdedup"}

@@ -44,7 +44,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, source) -> Path:
     run = tmp_path_factory.mktemp("ray_local") / "run"
-    api.prune(str(source), run, 0.3, _cfg("local"), progress=False)
+    api.score(str(source), run, 0.3, _cfg("local"), progress=False)
     return run
 
 
@@ -82,13 +82,13 @@ def _wait_for(condition, exit_code, what: str, timeout: float = 60) -> None:
 
 def test_ray_score_is_byte_identical_to_local(ray_address, local_run, source, tmp_path):
     run = tmp_path / "run"
-    summary = api.prune(str(source), run, 0.3, _cfg("ray"), progress=False)
+    summary = api.score(str(source), run, 0.3, _cfg("ray"), progress=False)
 
     assert summary["embed"]["shards"] == N_SHARDS
-    assert summary["score"]["parts"] == N_SHARDS and summary["score"]["parts_reused"] == 0
+    assert summary["measure"]["parts"] == N_SHARDS and summary["measure"]["parts_reused"] == 0
     assert _tree(run) == _tree(local_run)
-    again = api.prune(str(source), run, 0.3, _cfg("ray"), progress=False)
-    assert again["score"]["parts_reused"] == N_SHARDS and again["write"]["parts_reused"] == again["write"]["parts"]
+    again = api.score(str(source), run, 0.3, _cfg("ray"), progress=False)
+    assert again["measure"]["parts_reused"] == N_SHARDS and again["write"]["parts_reused"] == again["write"]["parts"]
 
 
 def test_killed_ray_driver_reruns_to_identical_files(ray_address, local_run, source, tmp_path):
@@ -102,7 +102,7 @@ def test_killed_ray_driver_reruns_to_identical_files(ray_address, local_run, sou
     assert 0 < finished < N_SHARDS, f"{finished} of {N_SHARDS} shards were embedded at the kill"
     assert not (run / "manifest/keep.parquet").exists()
 
-    rerun = api.prune(str(source), run, 0.3, _cfg("ray"), progress=False)
+    rerun = api.score(str(source), run, 0.3, _cfg("ray"), progress=False)
     assert rerun["embed"]["shards"] == N_SHARDS - finished
     assert _tree(run) == _tree(local_run)
 
@@ -113,7 +113,7 @@ def test_killed_embed_actors_are_restarted_and_the_run_finishes_identical(ray_ad
     killed_at = []
     killer = threading.Thread(target=_kill_embed_actors_after_first_shard, args=(run, killed_at), daemon=True)
     killer.start()
-    summary = api.prune(str(source), run, 0.3, _cfg("ray"), progress=False)
+    summary = api.score(str(source), run, 0.3, _cfg("ray"), progress=False)
     killer.join(timeout=5)
     assert killed_at, "the embed actors were never killed"
     if killed_at[0] == N_SHARDS:

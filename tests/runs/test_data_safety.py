@@ -61,7 +61,7 @@ def test_a_user_folder_that_is_not_a_run_is_refused_as_out(tmp_path, shard_dir):
 
 def test_files_a_user_puts_in_a_run_are_never_deleted(tmp_path, shard_dir):
     run = tmp_path / "run"
-    api.prune(str(shard_dir), run, 0.3, CFG, progress=False)
+    api.score(str(shard_dir), run, 0.3, CFG, progress=False)
     mine = {run / "shards/00000.tar": b"user tar", 
             run / "manifest/notes.txt": b"my notes", run / "report/extra.png": b"png"}
     for path, data in mine.items():
@@ -79,14 +79,14 @@ def test_precomputed_embeddings_are_never_written(tmp_path, scored_run, shard_di
     before = hashes(emb)
     run = tmp_path / "run"
     with_emb = CFG.replace(embeddings=str(emb))
-    api.prune(str(shard_dir), run, 0.3, with_emb, progress=False)
+    api.score(str(shard_dir), run, 0.3, with_emb, progress=False)
     api.cluster(run, CFG.replace(clusters=3))
     api.select(run, 0.5, CFG.replace(metric="el2n", filters=({"name": "semdedup", "fraction": 0.1},)))
     api.write(run, CFG, progress=False)
     api.report(run)
     refused = CliRunner().invoke(app, ["score", str(shard_dir), "--keep", "0.3", "--out", str(run), *TINY_FLAGS])
     assert refused.exit_code == 2 and "embeddings:" in refused.output  # would embed: it names the change
-    api.prune(str(shard_dir), run, 0.3, CFG.replace(re_embed=True), progress=False)  # into RUN/embeddings
+    api.score(str(shard_dir), run, 0.3, CFG.replace(re_embed=True), progress=False)  # into RUN/embeddings
     assert hashes(emb) == before
     assert (run / "embeddings/img_emb").is_dir()
 
@@ -111,7 +111,7 @@ def test_a_whole_cli_run_writes_nothing_outside_run(tmp_path):
 
 def test_a_foreign_file_at_an_output_name_is_not_overwritten(tmp_path, shard_dir):
     run = tmp_path / "run"
-    api.prune(str(shard_dir), run, 0.3, CFG, progress=False)
+    api.score(str(shard_dir), run, 0.3, CFG, progress=False)
     api.select(run, 0.8, CFG)
     squatter = run / "shards/000002.tar"
     squatter.write_bytes(b"the user's, not ours")

@@ -41,7 +41,7 @@ CHANGES = {
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, shard_dir) -> Path:
     run = tmp_path_factory.mktemp("contract") / "base"
-    api.prune(str(shard_dir), run, 0.3, BASE, progress=False)
+    api.score(str(shard_dir), run, 0.3, BASE, progress=False)
     return run
 
 
@@ -52,14 +52,14 @@ def test_a_changed_input_recomputes_to_what_a_fresh_run_gives(name, base_run, sh
         emb = tmp_path / "precomputed"
         shutil.copytree(base_run / "embeddings", emb)
         base = tmp_path / "rerun"
-        api.prune(str(shard_dir), base, 0.3, BASE.replace(embeddings=str(emb)), progress=False)
+        api.score(str(shard_dir), base, 0.3, BASE.replace(embeddings=str(emb)), progress=False)
         changed = changed.replace(embeddings=str(emb))
     else:
         base = tmp_path / "rerun"
         shutil.copytree(base_run, base)
-    api.prune(str(shard_dir), base, changed.keep if "keep" in CHANGES[name] else 0.3, changed, progress=False)
+    api.score(str(shard_dir), base, changed.keep if "keep" in CHANGES[name] else 0.3, changed, progress=False)
     fresh = tmp_path / "fresh"
-    api.prune(str(shard_dir), fresh, changed.keep if "keep" in CHANGES[name] else 0.3, changed, progress=False)
+    api.score(str(shard_dir), fresh, changed.keep if "keep" in CHANGES[name] else 0.3, changed, progress=False)
     assert outputs(base) == outputs(fresh)
     assert outputs(base) != outputs(base_run)  # the change did change something
 
@@ -84,7 +84,7 @@ def test_a_changed_embed_input_is_refused_before_any_work(name, base_run, shard_
         change = dict(pretrained=str(ckpt))
     before = tree_hashes(run)
     with pytest.raises(DataprunerError) as err:
-        api.prune(str(shard_dir), run, 0.3, BASE.replace(**change), progress=False)
+        api.score(str(shard_dir), run, 0.3, BASE.replace(**change), progress=False)
     field = next(iter(change))
     assert f"{field}:" in str(err.value) and "--re-embed" in str(err.value) and "--out" in str(err.value)
     assert tree_hashes(run) == before
@@ -94,9 +94,9 @@ def test_re_embed_replaces_the_embeddings_and_everything_after(base_run, shard_d
     run = tmp_path / "run"
     shutil.copytree(base_run, run)
     changed = BASE.replace(seed=1)
-    api.prune(str(shard_dir), run, 0.3, changed.replace(re_embed=True), progress=False)
+    api.score(str(shard_dir), run, 0.3, changed.replace(re_embed=True), progress=False)
     fresh = tmp_path / "fresh"
-    api.prune(str(shard_dir), fresh, 0.3, changed, progress=False)
+    api.score(str(shard_dir), fresh, 0.3, changed, progress=False)
     assert outputs(run) == outputs(fresh)
 
 

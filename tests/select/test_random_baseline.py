@@ -18,8 +18,8 @@ def kept(run: Path) -> set[tuple[str, str]]:
 def test_the_random_subset_is_the_same_after_copying_the_shards_elsewhere(shard_dir, tmp_path):
     copy = shutil.copytree(shard_dir, tmp_path / "elsewhere/shards")
     cfg = Config(**TINY, clusters=3, metric="random", order="random")
-    api.prune(str(shard_dir), tmp_path / "a", 0.5, cfg, progress=False)
-    api.prune(str(copy), tmp_path / "b", 0.5, cfg, progress=False)
+    api.score(str(shard_dir), tmp_path / "a", 0.5, cfg, progress=False)
+    api.score(str(copy), tmp_path / "b", 0.5, cfg, progress=False)
     assert kept(tmp_path / "a") == kept(tmp_path / "b")
     assert len(kept(tmp_path / "a")) == 30
     other_seed = cfg.replace(seed=1)

@@ -9,6 +9,7 @@ import pytest
 from test_claims import FRACTIONS, METHODS, POOLS, make_rows
 
 from datapruner.verify import claims, powerlaw, results, tables
+from datapruner.verify.publish import publish
 
 
 def _saturating(m, p, f, a):
@@ -98,7 +99,7 @@ def test_markdown_publishes_every_aggregate_entry_and_flags_non_converged():
 
 def test_publish_writes_every_output(tmp_path):
     rows = make_rows(pools=(0.5, 1.0), fractions=(0.3, 1.0), methods=("random", "proto_hard", "proto_easy"), seeds=range(3))
-    out = results.publish(rows, tmp_path, teacher_accuracy=0.9)
+    out = publish(rows, tmp_path, teacher_accuracy=0.9)
     for name in ("results.json", "results.csv", "aggregate.json", "power_law.json", "comparisons.json", "claims.json", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0
     assert len(out["figures"]) == 5 and all((tmp_path / p).exists() for p in out["figures"])

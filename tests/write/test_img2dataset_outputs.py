@@ -75,7 +75,7 @@ def build(src: Path, run: Path) -> Path:
         for name, column in source_fields(i, table.column("key").to_pylist()).items():
             table = table.append_column(name, column)
         pq.write_table(table, path)
-    api.prune(str(src), run, KEEP, CFG, progress=False)
+    api.score(str(src), run, KEEP, CFG, progress=False)
     return run
 
 

@@ -50,7 +50,7 @@ def test_gzip_shards_are_pruned_byte_identical(tmp_path):
     sources = [gzipped(plain[0], "a.tar.gz"), gzipped(plain[1], "b.tar")]  # the second is gzip named .tar
     source = wds_samples([str(p) for p in sources])
     run = tmp_path / "run"
-    api.prune(f"{tmp_path}/src/{{a.tar.gz,b.tar}}", run, 0.5, CFG, progress=False)
+    api.score(f"{tmp_path}/src/{{a.tar.gz,b.tar}}", run, 0.5, CFG, progress=False)
     assert kept_count(run) == 12
     assert_byte_identical(run, source)
     assert "data:image/png" in (run / "report/index.html").read_text()  # thumbnails read from the gzip too
@@ -62,7 +62,7 @@ def test_source_shards_sharing_keys_read_back_as_one_sample_each(tmp_path, secon
     second = write_tar(tmp_path / "src/b.tar", [(f"{i:06d}", sample_members(100 + i, i % 4)) for i in second_keys])
     source = wds_samples([str(first), str(second)])
     run = tmp_path / "run"
-    api.prune(str(tmp_path / "src"), run, 1.0, CFG.replace(shard_size=100), progress=False)
+    api.score(str(tmp_path / "src"), run, 1.0, CFG.replace(shard_size=100), progress=False)
     assert kept_count(run) == 20
     assert pruned(run) == source
 
@@ -71,14 +71,14 @@ def test_a_pipe_source_is_pruned_end_to_end_when_allowed(tmp_path):
     write_shards(tmp_path / "src", n_shards=2, per_shard=12)
     src = f"pipe:cat {tmp_path}/src/shard-{{00000..00001}}.tar"
     run = tmp_path / "run"
-    api.prune(src, run, 0.5, CFG.replace(allow_pipe=True), progress=False)
+    api.score(src, run, 0.5, CFG.replace(allow_pipe=True), progress=False)
     assert_byte_identical(run, wds_samples(sorted(str(p) for p in (tmp_path / "src").glob("*.tar"))))
 
 
 def test_writing_a_pipe_run_is_refused_without_allow_pipe(tmp_path):
     write_shards(tmp_path / "src", n_shards=1, per_shard=12)
     run, allowed = tmp_path / "run", CFG.replace(allow_pipe=True)
-    api.prune(f"pipe:cat {tmp_path}/src/shard-00000.tar", run, 0.5, allowed, progress=False)
+    api.score(f"pipe:cat {tmp_path}/src/shard-00000.tar", run, 0.5, allowed, progress=False)
     with pytest.raises(DataprunerError) as by_plan:
         api.write(run, CFG.replace(shard_size=5), progress=False)  # a new plan: refused before it is made
     api.step("plan", run, allowed.replace(shard_size=5), progress=False)

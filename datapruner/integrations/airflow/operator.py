@@ -33,17 +33,17 @@ PROGRESS_INTERVAL_S = 30.0  # default seconds between progress lines in the task
 
 
 def step_names() -> tuple[str, ...]:
-    """The step table's names, plus `prune` (every step, end to end)."""
-    from datapruner.steps import STEP_NAMES
+    """The step table's names, plus `score` (every step, end to end)."""
+    from datapruner.steps.table import END_TO_END, STEP_NAMES
 
-    return (*STEP_NAMES, "prune")
+    return (*STEP_NAMES, END_TO_END)
 
 
 def steps_reading_source() -> tuple[str, ...]:
-    """The steps that read SRC: those of the `embed` command (the step table's first steps), and prune."""
-    from datapruner.steps import COMMANDS
+    """The steps that read SRC: those of the `embed` command (the step table's first steps), and score."""
+    from datapruner.steps.table import COMMANDS, END_TO_END
 
-    return (*COMMANDS["embed"], "prune")
+    return (*COMMANDS["embed"], END_TO_END)
 
 
 class StepKilled(BaseException):
@@ -54,17 +54,17 @@ class StepKilled(BaseException):
 class DataprunerOperator(BaseOperator):
     """Run one step of datapruner.api (the same functions the CLI calls) on a run directory.
 
-    :param step: a step of the table (datapruner/steps.py: ``steps.STEP_NAMES``), prune (all of them,
+    :param step: a step of the table (``datapruner.steps.table.STEP_NAMES``), score (all of them,
         end to end), or partition: split the map step `of` into at most `groups` groups of parts and
         return them (a list of lists) for ``.expand(parts=...)`` of mapped tasks.
     :param run_dir: the run directory (templated).
     :param src: source shards, e.g. ``s3://bucket/{00000..00999}.tar`` (templated; the steps of the
-        embed command and prune only).
+        embed command and score only).
     :param keep: fraction of valid samples to keep (templated; a string is converted).
     :param metric: the metric that orders samples (templated).
     :param config_path: a YAML preset (templated); empty means the package defaults.
     :param overrides: further Config options, e.g. ``{"clusters": 100}`` (values templated).
-    :param parts: for the map steps (embed, assign, score, write): only these parts (a mapped task's group).
+    :param parts: for the map steps (embed, assign, measure, write): only these parts (a mapped task's group).
     :param of: for partition: the map step to split.
     :param groups: for partition: how many groups at most (templated).
     :param conn_id: an Airflow connection whose extra holds fsspec storage options for the source
@@ -219,7 +219,7 @@ class DataprunerOperator(BaseOperator):
 
 
 def _check_step(step: str, src: str | None, of: str | None = None) -> None:
-    from datapruner.steps import MAP_STEPS
+    from datapruner.steps.table import MAP_STEPS
 
     if step == PARTITION:
         if of not in MAP_STEPS:
@@ -227,7 +227,7 @@ def _check_step(step: str, src: str | None, of: str | None = None) -> None:
         step = of
     if step not in step_names():
         raise ValueError(f"unknown datapruner step {step!r}: use one of partition, {', '.join(step_names())}")
-    if step in ("embed", "prune") and not src:
+    if step in ("embed", "score") and not src:
         raise ValueError(f"datapruner step {step!r} needs src (the source shards)")
 
 
@@ -236,8 +236,8 @@ def run_step(step: str, src: str | None, run_dir: str, cfg: Config, progress: bo
     """The datapruner.api call for `step`; the heavy libraries load here."""
     from datapruner import api
 
-    if step == "prune":
-        return api.prune(src, run_dir, cfg.keep, cfg, progress=progress)
+    if step == "score":
+        return api.score(src, run_dir, cfg.keep, cfg, progress=progress)
     reads_source = step in steps_reading_source() and src
     return api.step(step, run_dir, cfg, src if reads_source else None, progress=progress, parts=parts)
 
@@ -273,10 +273,10 @@ def xcom_summary(step: str, run_dir: str, summary: dict) -> dict:
 def step_outputs(step: str, root: Path) -> dict:
     """The folders and files the step writes, from the step table (its parts' recorded outputs)."""
     from datapruner.io.rundir import RunDir
-    from datapruner.steps import STEP_NAMES, get_step
+    from datapruner.steps.table import STEP_NAMES, get_step
 
     run = RunDir(root)
-    names = STEP_NAMES if step == "prune" else (step,)
+    names = STEP_NAMES if step == "score" else (step,)
     return {name: str(get_step(name).outputs(run, parts[0])[0].parent)
             for name in names if (parts := run.marked_parts(name))}
 

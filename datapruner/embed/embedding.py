@@ -1,4 +1,4 @@
-"""The embed map step: shards in, one embeddings/metadata/errors part per shard out.
+"""Embedding shards: shards in, one embeddings/metadata/errors part per shard out (the embed step's room).
 
 Shards are read whole and in sample order (embed/stream.py). With the model on the CPU, a thread pool
 decodes each batch on every core and the model then embeds it on every core (threaded_batches), its freed
@@ -6,12 +6,12 @@ activations kept in the process from batch to batch (embed/heap.py). Beside a
 GPU model, decode workers are a torch DataLoader over whole shards, as many as asked but never more than
 the cores beside the model's loop, and they pass JPEGs on raw to be decoded on the GPU
 (embed/device_decode.py); on Ray a GPU actor's batches come from CPU decode tasks instead
-(runners/ray.decode_feed). The text tower runs only when the run's embed
-inputs say so (embed/inputs.wants_text). Each shard's part is written as soon as its last batch is
+(runners/ray.decode_feed). The text tower runs only when the caller says so
+(the wing decides it once, from the run's recorded embed inputs). Each shard's part is written as soon as its last batch is
 embedded and yielded to the loop, which marks it.
-With precomputed embeddings (`--embeddings DIR`) the index, scan and join steps have matched its rows
-to the shards' samples (embed/join.py) and this step writes the run's own parts from them
-(embed/precomputed.py), so every later step reads RUN/embeddings alike.
+With precomputed embeddings (`--embeddings DIR`) the index, scan and join steps match its rows to the
+shards' samples (embed/join.py) and embed/precomputed.py writes the run's own parts from them, so every
+later step reads RUN/embeddings alike.
 """
 
 from __future__ import annotations
@@ -24,34 +24,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from datapruner import progress
+from datapruner.embed.fields import SampleFields
 from datapruner.embed.outputs import write_embed_part
 from datapruner.io.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-def parts(ctx) -> list[str]:
-    return ctx.run.part_ids()
-
-
-def outputs(run: RunDir, part: str) -> list:
-    own = run.own_embeddings
-    return [run.img_emb(part, own), run.text_emb(part, own), run.metadata(part, own), run.errors(part)]
-
-
-def batch(cfg) -> int:
-    """Shards per call on a distributed runner (enough to keep an actor's decode workers busy)."""
-    return cfg.ray_shards_per_call or max(1, cfg.num_workers)
-
-
-def setup(ctx):
-    """The model, loaded once per process or Ray actor."""
-    from datapruner.embed.model import load_clip
-
-    cfg = ctx.cfg
-    if cfg.embeddings:
-        return None
-    return load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision, cfg.seed)
 
 
 @dataclass(frozen=True)
@@ -63,35 +40,26 @@ class EmbedState:
     feed: Callable | None = None  # (tasks, decoder, batch_size) -> Iterator[batch]
 
 
-def run(ctx, part_ids: list[str], state) -> Iterator[tuple[str, dict]]:
-    if ctx.cfg.embeddings:
-        from datapruner.embed.precomputed import build_parts
-
-        yield from build_parts(ctx, part_ids)
-        return
-    clip, feed = (state.clip, state.feed) if isinstance(state, EmbedState) else (state, None)
-    yield from embed_parts(ctx, part_ids, clip, feed)
-
-
-def embed_parts(ctx, part_ids: list[str], clip, feed: Callable | None = None) -> Iterator[tuple[str, dict]]:
+def embed_parts(run_dir: RunDir, part_ids: list[str], state, fields: SampleFields, text: bool, batch_size: int,
+                num_workers: int, show_progress: bool = True) -> Iterator[tuple[str, dict]]:
+    """Embed the shards of `part_ids` with the model in `state` (a clip, or an EmbedState); yield each part
+    once its embeddings, metadata and errors are written. `text`: run the text tower too."""
     from datapruner.embed.device_decode import ModelInputs, jpeg_preprocess_on, worker_preprocess
-    from datapruner.embed.inputs import recorded_text
     from datapruner.embed.stream import Decoder, ShardTask
 
-    run_dir, cfg = ctx.run, ctx.cfg
+    clip, feed = (state.clip, state.feed) if isinstance(state, EmbedState) else (state, None)
     ids = run_dir.part_ids()
     tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
     on_device = jpeg_preprocess_on(clip)
-    decoder = Decoder(worker_preprocess(clip.preprocess), clip.image_size, cfg.caption_field, cfg.label_field,
-                      cfg.max_image_pixels, cfg.allow_unsafe_names, jpegs_raw=on_device is not None)
-    text = recorded_text(run_dir, cfg)
+    decoder = Decoder(worker_preprocess(clip.preprocess), clip.image_size, fields.caption_field, fields.label_field,
+                      fields.max_image_pixels, fields.allow_unsafe_names, jpegs_raw=on_device is not None)
     if not text:
         log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
-    batches = batch_source(tasks, decoder, cfg, clip, feed)
+    batches = batch_source(tasks, decoder, batch_size, num_workers, clip, feed)
     inputs = ModelInputs(decoder.preprocess)
     pending: dict[int, dict] = {}
     estimate = progress.ShardEstimate({t.index: progress.local_size(t.url) for t in tasks})
-    with progress.bar("embed", unit="sample", enabled=ctx.progress) as bar, _heap_kept_on_cpu(clip):
+    with progress.bar("embed", unit="sample", enabled=show_progress) as bar, _heap_kept_on_cpu(clip):
         for b in batches:
             buf = pending.setdefault(b["index"], {"img": [], "txt": [], "rows": [], "errors": []})
             _embed_into(buf, b, clip, decoder, on_device, inputs, text)
@@ -112,15 +80,15 @@ def _heap_kept_on_cpu(clip):
     return freed_memory_kept() if str(clip.device) == "cpu" else contextlib.nullcontext()
 
 
-def batch_source(tasks, decoder, cfg, clip, feed: Callable | None = None) -> Iterator[dict]:
+def batch_source(tasks, decoder, batch_size: int, num_workers: int, clip, feed: Callable | None = None) -> Iterator[dict]:
     """Where the decoded batches come from: the runner's feed; on the CPU, threads of this process that
     decode each batch on every core before the model embeds it on every core; beside a GPU model, decode
     worker processes that keep ahead of it."""
     if feed:
-        return feed(tasks, decoder, cfg.batch_size)
+        return feed(tasks, decoder, batch_size)
     if str(clip.device) == "cpu":
-        return threaded_batches(tasks, decoder, cfg.batch_size, decode_threads())
-    return local_batches(tasks, decoder, cfg.batch_size, decode_workers(cfg.num_workers, len(tasks)))
+        return threaded_batches(tasks, decoder, batch_size, decode_threads())
+    return local_batches(tasks, decoder, batch_size, decode_workers(num_workers, len(tasks)))
 
 
 def decode_threads() -> int:

@@ -1,5 +1,8 @@
 """What embeddings depend on, recorded in run.json, and the refusal to mix two kinds in one RUN.
 
+The text-tower decision is made here, once: `wants_text` for a new run, `recorded_text` for the parts
+still to embed in an existing one; the embed room is told which.
+
 Re-embedding costs hours, so a changed input is never silently recomputed (nor silently ignored):
 the command stops before any work, naming the fields that differ and what to do.
 """
@@ -11,6 +14,7 @@ from pathlib import Path
 from datapruner.config import Config
 from datapruner.errors import DataprunerError
 from datapruner.io.rundir import RunDir
+from datapruner.steps.contract import Context, NotReady, digest_files, token_of
 
 # bump when decoding or preprocessing changes what the same image embeds to, or which samples are valid
 PREPROCESS = ("pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names; "
@@ -19,8 +23,6 @@ PREPROCESS = ("pil-rgb, jpeg draft >= model input side, open_clip preprocess; st
 
 def weights_id(pretrained: str) -> str:
     """A tag as it is; a local checkpoint by the sha256 of its content (a renamed file is the same model)."""
-    from datapruner.steps import digest_files
-
     path = Path(pretrained)
     if pretrained not in ("", "none") and path.is_file():
         return f"file sha256:{digest_files([path])}"
@@ -51,7 +53,7 @@ def wants_text(cfg: Config) -> bool:
     cfg.metrics scores reads text embeddings."""
     if cfg.embed_text is not None:
         return cfg.embed_text
-    from datapruner.metrics.step import metrics_needed
+    from datapruner.metrics.scoring import metrics_needed
 
     return any(_uses_text(m) for m in metrics_needed(cfg))
 
@@ -119,7 +121,6 @@ def check(run: RunDir, cfg: Config) -> None:
 
 def record(run: RunDir, cfg: Config) -> None:
     wanted, token = _effective(run, cfg)
-    from datapruner.steps import token_of
 
     precomputed = None
     if cfg.embeddings:
@@ -136,11 +137,9 @@ def describe_change(old: dict, new: dict) -> str:
     return "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in names)
 
 
-def token(ctx, part: str = "") -> str:
+def token(ctx: Context, part: str = "") -> str:
     """The embed token of the run (as recorded by the last command that read SRC)."""
     embed = ctx.run.read_run_json().get("embed")
     if not embed:
-        from datapruner.steps import NotReady
-
         raise NotReady("the run has no embed record")
     return embed["token"]

@@ -1,0 +1,22 @@
+"""run.json's sample counts over every part, read from parquet footers only.
+
+Apart from embed/outputs.py so the writers do not import the join (embed/join.py imports them).
+"""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from datapruner.embed.join import unmatched_counts
+from datapruner.io.rundir import RunDir
+
+
+def count_parts(run: RunDir) -> dict:
+    """Valid samples (metadata rows) and errors over every part, plus the join's totals when embeddings were precomputed."""
+    valid = errors = 0
+    for part in run.part_ids():
+        if run.metadata(part).exists():
+            valid += pq.ParquetFile(run.metadata(part)).metadata.num_rows
+        if run.errors(part).exists():
+            errors += pq.ParquetFile(run.errors(part)).metadata.num_rows
+    return {"valid": valid, "errors": errors, **unmatched_counts(run)}

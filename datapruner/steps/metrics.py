@@ -1,0 +1,70 @@
+"""The metrics stage: fit the metrics that need a state (barrier, one part per metric), then measure every
+part's scores (map, writing scores/).
+
+A metric's token hashes the centroids' digest, its name, the options its state depends on and the seed;
+the measure step's token lists the token of every metric it scores ("name=token;…"), so a part scored
+with more metrics than asked for still covers the request (verify scores extra columns).
+"""
+
+from __future__ import annotations
+
+from datapruner.config import Config
+from datapruner.io.rundir import RunDir
+from datapruner.steps.contract import RUNNING, Context, Step, barrier_digest, token_of
+
+
+def metric_token(ctx: Context, name: str) -> str:
+    from datapruner.metrics.registry import get_metric
+
+    options = get_metric(name).token_options(ctx.cfg)
+    return token_of(barrier_digest(ctx, "cluster", "centroids"), name, options, ctx.cfg.seed)
+
+
+def metric_inputs(cfg: Config) -> tuple:
+    """The config values the metric tokens hash: the policy's metrics, their token options and the seed."""
+    from datapruner.metrics.registry import get_metric
+    from datapruner.metrics.scoring import metrics_needed
+
+    return tuple((m, get_metric(m).token_options(cfg)) for m in metrics_needed(cfg)) + (cfg.seed,)
+
+
+def fitted_parts(ctx: Context) -> list[str]:
+    from datapruner.metrics.scoring import fitted_needed
+
+    return fitted_needed(ctx.cfg)
+
+
+def run_fit(ctx: Context, name: str) -> dict:
+    from datapruner.metrics.scoring import fit_metric
+
+    return fit_metric(ctx.run, name, ctx.cfg)
+
+
+def measure_token(ctx: Context, part: str) -> str:
+    from datapruner.metrics.scoring import metrics_needed
+
+    key = ("measure_token", barrier_digest(ctx, "cluster", "centroids"))  # the same for every part
+    if key not in ctx.memo:
+        ctx.memo[key] = ";".join(f"{m}={metric_token(ctx, m)}" for m in metrics_needed(ctx.cfg))
+    return ctx.memo[key]
+
+
+def covers(marked: str, wanted: str) -> bool:
+    """A part scored with these metrics (and maybe more) at the same tokens serves the request."""
+    return set(wanted.split(";")) <= set(marked.split(";"))
+
+
+def run_measure(ctx: Context, parts: list[str], state=None):
+    from datapruner.metrics.scoring import score_part
+
+    for part in parts:
+        yield part, {"rows": score_part(ctx.run, part, ctx.cfg)}
+
+
+STEPS = [
+    Step("fit", "barrier", "select", fitted_parts, metric_token, lambda rd, name: [rd.metric_dir(name)], run_fit,
+         after=("assign",), also_in=("measure",), inputs=metric_inputs, untokened=RUNNING),
+    Step("measure", "map", "select", lambda ctx: ctx.run.part_ids(), measure_token,
+         lambda rd, part: [rd.scores(part)], run_measure, after=("fit",), covers=covers, also_in=("measure",),
+         inputs=metric_inputs, untokened=RUNNING),
+]
