@@ -1,6 +1,6 @@
-"""Cluster + score + select on N synthetic precomputed embeddings (default 1M × 512).
+"""Cluster + measure + select on N synthetic precomputed embeddings (default 1M × 512).
 
-    python bench/cluster_score_select.py [--n 1000000] [--dim 512] [--parts 20] [--keep 0.3]
+    python bench/cluster_score_select.py [--n 1000000] [--dim 512] [--parts 20] [--keep 0.3] [--json PATH]
 
 Reports wall time per step, peak RSS, and the assignment's speed as a fraction of a plain
 float32 matrix multiply (numpy sgemm of the same shapes on the same rows, run interleaved with it in
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from publish import add_json_option, table, write
 
 from datapruner import api
 from datapruner.config import Config
@@ -93,6 +95,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=20)
     ap.add_argument("--keep", type=float, default=0.3)
     ap.add_argument("--concepts", type=int, default=2000)
+    add_json_option(ap, "cluster_score_select")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp) / "run")
@@ -100,23 +103,43 @@ def main() -> None:
         cfg = Config(device="cpu", keep=args.keep, budget="cluster")
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         clusters, t_cluster = timed(api.cluster, run.root, cfg)
-        _, t_score = timed(api.score, run.root, cfg, progress=False)
+        _, t_measure = timed(api.measure, run.root, cfg, progress=False)
         summary, t_select = timed(api.select, run.root, args.keep, cfg)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         k = clusters["cluster"]["clusters"]
         t_assign, t_gemm, n = assignment_vs_gemm(run)
     flops = 2.0 * n * args.dim * k
-    print(json.dumps({
+    result = {
         "n": n, "dim": args.dim, "clusters": k, "kmeans_sample": clusters["cluster"]["sample"],
-        "seconds": {"generate": round(t_gen, 1), "cluster": round(t_cluster, 1), "score": round(t_score, 1),
-                    "select": round(t_select, 1), "cluster+score+select": round(t_cluster + t_score + t_select, 1)},
+        "seconds": {"generate": round(t_gen, 1), "cluster": round(t_cluster, 1), "measure": round(t_measure, 1),
+                    "select": round(t_select, 1),
+                    "cluster+measure+select": round(t_cluster + t_measure + t_select, 1)},
         "peak_rss_mib": {"before_cluster": rss_before // 1024, "after_select": peak_rss // 1024},
         "embeddings_mib_float16": round(n * args.dim * 2 / 2**20),
         "assignment": {"seconds": round(t_assign, 2), "gflops": round(flops / t_assign / 1e9, 1),
                        "plain_sgemm_seconds": round(t_gemm, 2), "sgemm_gflops": round(flops / t_gemm / 1e9, 1),
                        "fraction_of_sgemm": round(t_gemm / t_assign, 3)},
         "kept": summary["select"]["counts"]["kept"],
-    }, indent=2))
+    }
+    print(json.dumps(result, indent=2))
+    write(args.json_path, "cluster_score_select", title=__doc__.splitlines()[0], result=result,
+          headline=headline(result), tables=tables(result))
+
+
+def headline(r: dict) -> str:
+    s = r["seconds"]
+    return (f"{r['n']:,} × {r['dim']}, k = {r['clusters']}: {s['cluster+measure+select']} s, "
+            f"peak RSS {r['peak_rss_mib']['after_select']} MiB")
+
+
+def tables(r: dict) -> list[dict]:
+    s, a = r["seconds"], r["assignment"]
+    return [table("Wall seconds per step", ["rows", "dim", "k", "k-means sample", "cluster", "measure", "select",
+                                            "all three", "peak RSS", "float16 embeddings", "assignment / sgemm"],
+                  [[f"{r['n']:,}", r["dim"], r["clusters"], f"{r['kmeans_sample']:,}", f"{s['cluster']} s",
+                    f"{s['measure']} s", f"{s['select']} s", f"**{s['cluster+measure+select']} s**",
+                    f"{r['peak_rss_mib']['after_select']} MiB", f"{r['embeddings_mib_float16']} MiB",
+                    f"{a['fraction_of_sgemm']}"]])]
 
 
 if __name__ == "__main__":

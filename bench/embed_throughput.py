@@ -1,6 +1,6 @@
 """`datapruner embed` against the model alone and against today's behaviour, all in one process.
 
-    python bench/embed_throughput.py [--src SHARDS] [--model ViT-S-32] [--workers 2] [--samples 1000]
+    python bench/embed_throughput.py [--src SHARDS] [--model ViT-S-32] [--workers 2] [--samples 1000] [--json PATH]
 
 Without --src it writes shards of synthetic 256×256 JPEGs (decode costs like web images), once with a
 caption per sample and once images only. On the CPU it prints samples/s of
@@ -32,13 +32,15 @@ import time
 import numpy as np
 import torch
 
+from publish import add_json_option, table, write
+
 from datapruner import api
 from datapruner.config import Config
 from datapruner.embed.decode import decode_image, image_bytes
 from datapruner.embed.device_decode import ModelInputs, worker_preprocess
 from datapruner.embed.heap import freed_memory_kept
 from datapruner.embed.model import autocast, load_clip
-from datapruner.embed.step import usable_cores
+from datapruner.embed.embedding import usable_cores
 from datapruner.io.shards import list_shards, open_shard
 from datapruner.io.tar_samples import iter_samples
 
@@ -121,7 +123,8 @@ def _sync(clip) -> None:
 def embed_rate(src: str, cfg: Config) -> tuple[float, float]:
     """samples/s of `datapruner embed` (model loading and writing the parts included), and the share of
     its wall time its model spent embedding batches (the batches' normalisation left out)."""
-    from datapruner.embed import device_decode, step
+    from datapruner.embed import device_decode
+    from datapruner.embed import embedding as step
 
     timings = {"embed": 0.0, "normalise": 0.0}
     originals = {"embed": step._embed_into, "normalise": device_decode.ModelInputs.__call__}
@@ -252,14 +255,47 @@ def main() -> None:
                     "decode runs in a thread pool taking turns with the model)")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=1)
+    add_json_option(ap, "embed_throughput")
     args = ap.parse_args()
     tmp_a, tmp_b = tempfile.TemporaryDirectory(), tempfile.TemporaryDirectory()
     captioned = args.src or write_jpeg_shards(tmp_a.name, args.samples)
     images_only = args.src_images_only or (args.src or write_jpeg_shards(tmp_b.name, args.samples, captions=False))
     clip = load_clip(args.model, args.pretrained, args.device)
     report = (cpu_report if clip.device == "cpu" else cuda_report)(args, clip, captioned, images_only)
-    print(json.dumps({"model": args.model, "samples": args.samples, "batch_size": args.batch_size, **report},
-                     indent=2))
+    result = {"model": args.model, "samples": args.samples, "batch_size": args.batch_size, "repeats": args.repeats,
+              **report}
+    print(json.dumps(result, indent=2))
+    write(args.json_path, "embed_throughput", title=__doc__.splitlines()[0], result=result,
+          headline=headline(result), tables=tables(result))
+
+
+def headline(r: dict) -> str:
+    if r["device"] != "cpu":
+        return (f"{r['model']} on {r['device']}: embed {r['img_per_s']['embed_gpu_jpeg_decode']} img/s, "
+                f"{r['embed_fraction_of_model_only']} of the model alone")
+    return (f"{r['model']}, {r['precision']}: images only at {r['images_only_fraction_of_model_only']} of the model "
+            f"alone ({r['samples_per_s']['images_only']} vs {r['samples_per_s']['model_only']} img/s); captions "
+            f"without the text tower {r['captions_after_over_before']}× faster")
+
+
+def tables(r: dict) -> list[dict]:
+    if r["device"] != "cpu":
+        mfu = [k for k in r if k.startswith("mfu_")]
+        return [table("img/s on the GPU", ["model", "precision", "GFLOP/img", "model alone", "embed (GPU JPEG decode)",
+                                           "embed / model alone", "bf16 GEMM TFLOP/s", *mfu],
+                      [[r["model"], r["precision"], r["gflops_per_image"], r["img_per_s"]["model_only"],
+                        r["img_per_s"]["embed_gpu_jpeg_decode"], r["embed_fraction_of_model_only"],
+                        r["bf16_gemm_tflops_measured"], *(r[k] for k in mfu)]])]
+    rate = r["samples_per_s"]
+    return [table(f"Samples/s, best of {r['repeats']} round(s) of {r['samples']:,} samples",
+                  ["model, precision", "model alone", "captions, text tower, fp32", "captions, no text tower",
+                   "images only", "no text tower / text tower", "images only / model alone",
+                   "/ model in the run", "by round", "decode ms/img (one core)", "attainable"],
+                  [[f"{r['model']}, {r['precision']}", rate["model_only"], rate["captions_text_tower_fp32_as_before"],
+                    rate["captions_policy_without_text"], rate["images_only"], f"{r['captions_after_over_before']}×",
+                    f"**{r['images_only_fraction_of_model_only']}**", r["images_only_fraction_of_model_in_run"],
+                    ", ".join(map(str, r["images_only_over_model_only_around_it_by_round"])),
+                    r["decode_ms_per_image_one_core"], r["images_only_attainable_fraction"]]])]
 
 
 if __name__ == "__main__":

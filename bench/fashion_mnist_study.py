@@ -1,6 +1,6 @@
 """The verify study on Fashion-MNIST, one command: every claim tested with 5 seeds, both budgets, every row published.
 
-    python bench/fashion_mnist_study.py [--out runs/fmnist_study] [--readme README.md]
+    python bench/fashion_mnist_study.py [--out runs/fmnist_study] [--doc docs/verify-study.md]
 
 1. writes Fashion-MNIST as WebDataset shards (bench/fashion_mnist_shards.py: 6 train shards, 1 test shard);
 2. embeds them twice into the embedding-reader layout: a self-supervised encoder trained on the training
@@ -13,7 +13,7 @@
    - ssl_pools: random and proto hard/easy on pools of 25 %, 50 % and 100 % of the training data (the
      abundance axis of Sorscher et al.), no KD;
    - pca: random, proto hard/easy and dbp on the pixel-PCA embedding, no KD;
-4. `bench/study_readme.py` writes the README's tables and verdicts from the three results.json files.
+4. `bench/study_readme.py` writes docs/verify-study.md (tables and verdicts) from the three results.json files.
 Test accuracy is on the 10k Fashion-MNIST test split, which nothing but the final evaluation sees.
 """
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="fixed-steps budget, in passes over the pool")
     parser.add_argument("--max-epochs", type=int, default=60, help="convergence budget: the cap")
     parser.add_argument("--only", nargs="+", help="run only these studies (ssl, ssl_pools, pca)")
-    parser.add_argument("--readme", help="write the generated tables into this README (bench/study_readme.py)")
+    parser.add_argument("--doc", help="write the study's page here, e.g. docs/verify-study.md (bench/study_readme.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start, out = time.time(), Path(args.out)
@@ -140,10 +140,10 @@ def main() -> None:
     timings["total"] = time.time() - start
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))
     print(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))
-    if args.readme:
-        from study_readme import write_readme
+    if args.doc:
+        from study_readme import write_doc
 
-        write_readme(out, Path(args.readme))
+        write_doc(out, Path(args.doc))
 
 
 if __name__ == "__main__":

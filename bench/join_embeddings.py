@@ -5,7 +5,7 @@ join_bucket; embed/precomputed.py build_part), and print time and peak RSS per 1
 The shard side is synthesised (the scan step's outputs written with join.save_scan) instead of 10⁷ tar
 samples: scanning tars costs what reading them costs and is not the join.
 
-    .venv/bin/python bench/join_embeddings.py --rows 1000000 10000000 [--dim 32] [--dir /tmp/joinbench]
+    .venv/bin/python bench/join_embeddings.py --rows 1000000 10000000 [--dim 32] [--dir /tmp/joinbench] [--json PATH]
 
 Each phase runs in its own process, so its peak RSS is its own. Flat memory (the same peak at 10⁶ and 10⁷)
 is the bar: a phase holds one part (index), one bucket (join) or one shard (build), never the dataset.
@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from publish import add_json_option, table, write  # noqa: E402
 
 PART_ROWS = 1_000_000
 SHARD_ROWS = 10_000
@@ -138,8 +140,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--dir", default="/tmp/joinbench")
+    add_json_option(ap, "join_embeddings")
     args = ap.parse_args()
     base = Path(args.dir)
+    results = []
     print(f"{'rows':>10} {'phase':>6} {'s':>8} {'s/1e6':>7} {'peak MB':>8}")
     for rows in args.rows:
         r = bench(rows, args.dim, base)
@@ -149,6 +153,31 @@ def main() -> None:
         print(f"{rows:>10} join files {r['join_files_mb']} MiB ({r['join_files_mb'] / (rows / 1e6):.1f} MiB per 10⁶ rows); "
               f"unmatched {r['join'].get('unmatched_embeddings')}")
         print(json.dumps(r), flush=True)
+        results.append(r)
+    result = {"dim": args.dim, "per_size": results}
+    write(args.json_path, "join_embeddings", title="The external hash join of precomputed embeddings to the shards: "
+          "time and peak RSS per phase", result=result, headline=headline(result), tables=tables(result))
+
+
+PHASES = ("make", "index", "join", "build")
+
+
+def headline(r: dict) -> str:
+    peaks = {name: [round(x[name]["peak_rss_mb"]) for x in r["per_size"]] for name in PHASES[1:]}
+    sizes = " / ".join(f"{x['rows']:,}" for x in r["per_size"])
+    return f"peak RSS (MB) at {sizes} rows: " + ", ".join(f"{n} {' / '.join(map(str, v))}" for n, v in peaks.items())
+
+
+def tables(r: dict) -> list[dict]:
+    rows = []
+    for x in r["per_size"]:
+        per = x["rows"] / 1e6
+        for name in PHASES:
+            rows.append([f"{x['rows']:,}", name, round(x[name]["seconds"], 1), round(x[name]["seconds"] / per, 2),
+                         round(x[name]["peak_rss_mb"])])
+        rows.append([f"{x['rows']:,}", "join files", f"{x['join_files_mb']} MiB", "", ""])
+    return [table(f"Phases, each in its own process (make: the synthetic inputs, not timed as the join), dim {r['dim']}",
+                  ["rows", "phase", "s", "s per 10⁶ rows", "peak RSS MB"], rows)]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The model on the CPU with its freed activations kept in the process (embed/heap.py) against glibc as it is,
 rounds alternating in one process.
 
-    python bench/kept_memory.py [--model ViT-S-32] [--batch-size 64] [--steps 12] [--rounds 4]
+    python bench/kept_memory.py [--model ViT-S-32] [--batch-size 64] [--steps 12] [--rounds 4] [--json PATH]
 
 Prints, each round, img/s and minor page faults per batch of encode_image on one random batch, both ways.
 After the first round glibc's thresholds are those embed leaves behind (mmap above 32 MiB, trim at 64 MiB).
@@ -16,6 +16,8 @@ import resource
 import time
 
 import torch
+
+from publish import add_json_option, table, write
 
 from datapruner.embed.heap import freed_memory_kept
 from datapruner.embed.model import autocast, load_clip
@@ -40,6 +42,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=4)
+    add_json_option(ap, "kept_memory")
     args = ap.parse_args()
     clip = load_clip(args.model, "none", "cpu")
     batch = torch.randn(args.batch_size, 3, clip.image_size, clip.image_size)
@@ -49,8 +52,23 @@ def main() -> None:
         rows.append({"glibc_img_per_s": round(plain, 1), "glibc_faults_per_batch": round(plain_faults),
                      "kept_img_per_s": round(kept, 1), "kept_faults_per_batch": round(kept_faults),
                      "kept_over_glibc": round(kept / plain, 3)})
-    print(json.dumps({"model": args.model, "batch_size": args.batch_size, "precision": clip.precision,
-                      "rounds": rows}, indent=2))
+    result = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps, "precision": clip.precision,
+              "rounds": rows}
+    print(json.dumps(result, indent=2))
+    write(args.json_path, "kept_memory", title="The model on the CPU with its freed activations kept in the process, against glibc as it is", result=result,
+          headline=headline(result), tables=tables(result))
+
+
+def headline(r: dict) -> str:
+    ratios = [x["kept_over_glibc"] for x in r["rounds"]]
+    return f"{r['model']}, {r['precision']}, batch {r['batch_size']}: kept / glibc {min(ratios)}–{max(ratios)}× by round"
+
+
+def tables(r: dict) -> list[dict]:
+    return [table(f"encode_image, {r['steps']} batches of {r['batch_size']} a round",
+                  ["round", "glibc img/s", "glibc faults/batch", "kept img/s", "kept faults/batch", "kept / glibc"],
+                  [[i + 1, x["glibc_img_per_s"], f"{x['glibc_faults_per_batch']:,}", x["kept_img_per_s"],
+                    f"{x['kept_faults_per_batch']:,}", f"{x['kept_over_glibc']}×"] for i, x in enumerate(r["rounds"])])]
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@ rows of float16 precomputed embeddings), with k fixed and with k = √N.
 
     python bench/select_scaling.py [--sizes 1000000,4000000,10000000] [--dim 32] [--fixed-k 256]
                                    [--part-rows 250000] [--baseline-up-to 4000000] [--keep 0.3]
-                                   [--k-modes fixed,sqrt]
+                                   [--k-modes fixed,sqrt] [--json PATH]
 
-With --select-only, the scores are synthetic (written as the score step writes them) and only select runs:
+With --select-only, the scores are synthetic (written as the measure step writes them) and only select runs:
 its scaling alone, to sizes that clustering on this machine would not reach in the time.
 
-Each step runs in a child process of its own (its peak RSS is its own): `cluster` (k-means), `score`
+Each step runs in a child process of its own (its peak RSS is its own): `cluster` (k-means), `measure`
 (assignment to the centroids, the metrics' scores) and `select` (the manifest, written part by part).
 Ratios are against the smallest size of the same run: time per row, and select's peak RSS. Up to
 --baseline-up-to rows the in-memory reference selection (every row loaded) also runs in a child, on the
@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from publish import add_json_option, table, write  # noqa: E402
 
 
 def write_synthetic_run(run_root: Path, n: int, dim: int, part_rows: int, seed: int = 0) -> None:
@@ -77,14 +79,14 @@ def child(step: str, run_root: str, config: dict) -> dict:
 
     from datapruner.config import Config
     from datapruner.io.rundir import RunDir
-    from datapruner.steps import Context, run_step
-
+    import datapruner.cluster.kmeans  # noqa: F401  the steps' rooms (torch among them) imported before the baseline
+    import datapruner.metrics.scoring  # noqa: F401
     from datapruner.select.manifest import build_manifest_by_parts, build_manifest_in_memory
-    from datapruner.steps import steps
+    from datapruner.steps.contract import Context
+    from datapruner.steps.loop import run_step
 
     cfg = Config(device="cpu", **config)
     ctx = Context(RunDir(run_root), cfg, progress=False)
-    steps()  # the step table's imports (torch among them) before the baseline: the same in every child
     before = resource.getrusage(resource.RUSAGE_SELF)
     rss_imported, cpu_before = peak_rss_mib(), before.ru_utime + before.ru_stime
     started = time.perf_counter()
@@ -93,7 +95,7 @@ def child(step: str, run_root: str, config: dict) -> dict:
     elif step == "select-by-parts":
         build_manifest_by_parts(ctx.run, cfg.keep, cfg)
     else:
-        for name in {"cluster": ("cluster",), "score": ("assign", "fit", "score"), "select": ("select",)}[step]:
+        for name in {"cluster": ("cluster",), "measure": ("assign", "fit", "measure"), "select": ("select",)}[step]:
             run_step(ctx, name)
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,7 +111,7 @@ def in_child(step: str, run_root: Path, config: dict) -> dict:
 
 
 def write_synthetic_scores(run_root: Path, n: int, k: int, part_rows: int, seed: int = 0) -> None:
-    """Only what select reads: metadata and scores parts as the score step writes them (for --select-only)."""
+    """Only what select reads: metadata and scores parts as the measure step writes them (for --select-only)."""
     from datapruner.io.atomic import save_parquet
     from datapruner.io.rundir import RunDir, part_id
 
@@ -166,7 +168,7 @@ def measure(tmp: Path, n: int, args) -> list[dict]:
             link_embeddings(base, run)
         config = {"clusters": k, "keep": args.keep, "budget": "cluster", "kmeans_iters": args.iters}
         row = {"n": n, "k_mode": mode, "k": k}
-        for step in ("cluster", "score", "select"):
+        for step in ("cluster", "measure", "select"):
             row[step] = in_child(step, run, config)
         if n <= args.baseline_up_to:
             reference = tmp / f"n{n}-{mode}-reference"
@@ -186,13 +188,13 @@ def measure(tmp: Path, n: int, args) -> list[dict]:
 def summary_line(row: dict) -> dict:
     n = row["n"]
     line = {"n": n, "k_mode": row["k_mode"], "k": row["k"]}
-    steps = [s for s in ("cluster", "score", "select") if s in row]
+    steps = [s for s in ("cluster", "measure", "select") if s in row]
     for step in steps:
         line[f"{step}_us_per_row"] = round(row[step]["seconds"] / n * 1e6, 3)
         if "cpu_seconds" in row[step]:  # the machine is shared: CPU time is the steadier figure
             line[f"{step}_cpu_us_per_row"] = round(row[step]["cpu_seconds"] / n * 1e6, 3)
     if len(steps) == 3:
-        line["cluster+score+select_us_per_row"] = round(sum(row[s]["seconds"] for s in steps) / n * 1e6, 3)
+        line["cluster+measure+select_us_per_row"] = round(sum(row[s]["seconds"] for s in steps) / n * 1e6, 3)
     line["select_peak_rss_mib"] = round(row["select"]["peak_rss_mib"])
     line["select_rss_after_imports_mib"] = round(row["select"]["rss_after_imports_mib"])
     line["select_own_rss_mib"] = line["select_peak_rss_mib"] - line["select_rss_after_imports_mib"]
@@ -217,9 +219,9 @@ def ratios(lines: list[dict]) -> list[dict]:
         for r in rows:
             out.append({"n": r["n"], "k_mode": mode, "k": r["k"], **{
                 f"{name}_vs_smallest": round(r[name] / first[name], 3) if first[name] else None
-                for name in ("cluster+score+select_us_per_row", "select_us_per_row", "select_cpu_us_per_row",
-                             "cluster_cpu_us_per_row", "score_cpu_us_per_row", "cluster_us_per_row",
-                             "score_us_per_row", "select_peak_rss_mib", "select_own_rss_mib") if name in r}})
+                for name in ("cluster+measure+select_us_per_row", "select_us_per_row", "select_cpu_us_per_row",
+                             "cluster_cpu_us_per_row", "measure_cpu_us_per_row", "cluster_us_per_row",
+                             "measure_us_per_row", "select_peak_rss_mib", "select_own_rss_mib") if name in r}})
     return out
 
 
@@ -232,12 +234,13 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--keep", type=float, default=0.3)
     ap.add_argument("--baseline-up-to", type=int, default=4_000_000)
-    ap.add_argument("--select-only", action="store_true", help="synthetic scores, select alone (no cluster/score)")
+    ap.add_argument("--select-only", action="store_true", help="synthetic scores, select alone (no cluster/measure)")
     ap.add_argument("--k-modes", default="fixed,sqrt", type=lambda s: s.split(","))
     ap.add_argument("--tmp", default=None, help="where the runs are written (default: a temporary folder)")
     ap.add_argument("--child")
     ap.add_argument("--run")
     ap.add_argument("--config")
+    add_json_option(ap, "select_scaling")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.run, json.loads(args.config))))
@@ -247,8 +250,36 @@ def main() -> None:
         how = measure_select_only if args.select_only else measure
         rows = [row for n in sizes for row in how(Path(tmp), n, args)]
     lines = [summary_line(r) for r in rows]
-    print(json.dumps({"dim": args.dim, "keep": args.keep, "part_rows": args.part_rows, "per_size": lines,
-                      "ratios": ratios(lines)}, indent=2))
+    result = {"dim": args.dim, "keep": args.keep, "part_rows": args.part_rows, "per_size": lines,
+              "ratios": ratios(lines)}
+    print(json.dumps(result, indent=2))
+    write(args.json_path, "select_scaling", title=__doc__.splitlines()[0], result=result,
+          headline=headline(result), tables=tables(result))
+
+
+def headline(r: dict) -> str:
+    first, last = r["ratios"][0]["n"], r["ratios"][-1]["n"]
+    grown = [x for x in r["ratios"] if x["n"] == last]
+    key = "cluster+measure+select_us_per_row_vs_smallest"
+    key = key if all(key in x for x in grown) else "select_us_per_row_vs_smallest"
+    return (f"µs per row at {last:,} rows against {first:,}: "
+            + ", ".join(f"{x[key]}× (k {x['k_mode']})" for x in grown))
+
+
+def tables(r: dict) -> list[dict]:
+    ratio = {(x["n"], x["k_mode"]): x for x in r["ratios"]}
+    rows = []
+    for line in r["per_size"]:
+        x = ratio.get((line["n"], line["k_mode"]), {})
+        total = line.get("cluster+measure+select_us_per_row", line["select_us_per_row"])
+        key = "cluster+measure+select_us_per_row_vs_smallest"
+        rows.append([f"{line['n']:,}", line["k"], total, x.get(key, x.get("select_us_per_row_vs_smallest")),
+                     line["select_own_rss_mib"], line.get("in_memory_select_own_rss_mib", "(not run)"),
+                     {True: "yes", False: "**no**"}.get(line.get("same_manifest"), "(not run)")])
+    steps = "cluster + measure + select" if "cluster+measure+select_us_per_row" in r["per_size"][0] else "select"
+    return [table(f"Wall µs per row ({steps}), select's own peak RSS (MiB)",
+                  ["rows", "k", "µs per row", "vs smallest", "select's own RSS", "in-memory select's own RSS",
+                   "same manifest"], rows)]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The SemDeDup → DBP recipe: datapruner against a plain faiss + numpy implementation, in one process.
 
     taskset -c 0 python bench/semdedup_dbp_recipe.py [--rows 1000000] [--dim 512] [--clusters 500] [--threads 1]
+                                                     [--json PATH]
 
 Data: `--rows` clustered unit rows (concept directions plus noise; a share are near-copies of earlier
 rows, at similarities around 1 − eps), float16, in the precomputed-embeddings layout.
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_score_select import write_synthetic_run  # noqa: E402
+from publish import add_json_option, table, write  # noqa: E402
 from process_meter import PHASE_START_RSS, now, peak_rss_mib, reset_peak_rss  # noqa: E402
 from recipe_baseline import EPS, ITERATIONS, KEEP, baseline_kmeans, objective, run_baseline  # noqa: E402
 
@@ -47,7 +49,7 @@ from datapruner.config import Config  # noqa: E402
 from datapruner.embed.outputs import read_img_emb  # noqa: E402
 from datapruner.io.rundir import RunDir  # noqa: E402
 
-SELECT_STEPS = ("assign", "fit", "score", "select")  # `datapruner select` without its HTML report (timed apart)
+SELECT_STEPS = ("assign", "fit", "measure", "select")  # `datapruner select` without its HTML report (timed apart)
 
 
 # this core's GEMM rates ---------------------------------------------------------------------------------
@@ -165,6 +167,7 @@ def parse_args():
     ap.add_argument("--copies", type=float, default=0.1, help="share of rows that are near-copies of earlier ones")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    add_json_option(ap, "semdedup_dbp_recipe")
     return ap.parse_args()
 
 
@@ -255,7 +258,47 @@ def main() -> None:
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
-    print(json.dumps(report(measure(args), args), indent=2))
+    result = report(measure(args), args)
+    print(json.dumps(result, indent=2))
+    write(args.json_path, "semdedup_dbp_recipe", title=__doc__.splitlines()[0], result=result,
+          headline=headline(result), tables=tables(result), notes=notes(result))
+
+
+def headline(r: dict) -> str:
+    s = r["seconds"]
+    return (f"{s['datapruner_over_baseline']} of the baseline's CPU time ({s['datapruner']['total']} s vs "
+            f"{s['baseline']['total']} s), {r['rows']:,} × {r['dim']}, k = {r['clusters']}, {r['threads']} thread(s)")
+
+
+def tables(r: dict) -> list[dict]:
+    s, g = r["seconds"], r["gflops"]
+    ours, base = s["datapruner"], s["baseline"]
+
+    def cell(seconds, rate=None):
+        return "—" if seconds is None else f"{seconds} s" + (f", {rate} GFLOP/s" if rate else "")
+
+    rows = [["k-means", f"{cell(ours.get('kmeans'), g['datapruner']['kmeans'])}, "
+                        f"{r['kmeans']['datapruner_iterations']} iterations",
+             f"{cell(base.get('kmeans'), g['baseline']['kmeans'])}, {r['kmeans']['baseline_iterations']} iterations"],
+            ["assignment", cell(ours.get("assign"), g["datapruner"]["assign"]),
+             cell(base.get("assign"), g["baseline"]["assign"])],
+            ["gather rows by cluster", "(inside the SemDeDup fit)", cell(base.get("gather"))],
+            ["SemDeDup similarities", cell(ours.get("semdedup_similarity"), g["datapruner"]["semdedup_similarity"]),
+             cell(base.get("semdedup_similarity"), g["baseline"]["semdedup_similarity"])],
+            ["DBP quotas", "(inside select)", cell(base.get("dbp"))],
+            [f"all (select's HTML report, {ours['report_not_counted']} s, not counted)", f"**{ours['total']} s**",
+             f"**{base['total']} s** (ratio **{s['datapruner_over_baseline']}**)"]]
+    return [table("Process CPU seconds per step", ["step", "datapruner", "baseline"], rows)]
+
+
+def notes(r: dict) -> list[str]:
+    k, rss, rates = r["kmeans"], r["peak_rss_mib"], r["core_gemm_gflops"]
+    return [f"Products: {r['gemm_precision']}; this core's GEMM at 2048²: fp32 {rates['fp32_numpy']}, "
+            f"bf16 {rates['bf16_torch']} GFLOP/s.",
+            f"Kept sets identical ({r['kept']:,} kept); k-means objective {k['objective_datapruner']} vs the "
+            f"baseline's {k['objective_baseline']} (relative gap {k['relative_gap']}).",
+            f"Peak RSS: datapruner cluster {rss['datapruner_cluster']} MiB, select {rss['datapruner_select']} MiB; "
+            f"baseline k-means {rss['baseline_kmeans']} MiB, assignment to DBP {rss['baseline_assign_to_dbp']} MiB."]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How good is the SSL embedding? kNN and linear-probe accuracy on Fashion-MNIST test images, one table.
 
     nice -n 19 .venv/bin/python bench/ssl_embedding.py [--src /usr/share/datasets/fashion-mnist] [--epochs 3]
-        [--seconds S] [--threads 2] [--limit N] [--seed 0]
+        [--seconds S] [--threads 2] [--limit N] [--seed 0] [--json PATH]
 
 Rows: the SimCLR encoder (datapruner/verify/ssl.py) trained on the training images, the same encoder at random
 init, and a 64-d pixel PCA fit on the training pixels (bench/fashion_mnist_study.py `fit_pca`). Each is fit on
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fashion_mnist_shards import DEFAULT_SRC, load_split  # noqa: E402
 from fashion_mnist_study import fit_pca  # noqa: E402
+from publish import add_json_option, table, write  # noqa: E402
 
 from datapruner.verify.ssl import SSLSpec, embed, train_encoder  # noqa: E402
 
@@ -94,6 +95,7 @@ def main(argv=None) -> None:
     for field in ("width", "crop_side", "batch_size", "lr", "temperature"):
         default = getattr(SSLSpec, field)
         p.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    add_json_option(p, "ssl_embedding")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_x, train_y = load_split(args.src, "train")
@@ -118,6 +120,14 @@ def main(argv=None) -> None:
     base = rows[0]
     print(f"\nSimCLR vs pixel PCA: kNN {rows[2][1] - base[1]:+.4f}, probe {rows[2][2] - base[2]:+.4f}; "
           f"vs random init: kNN {rows[2][1] - rows[1][1]:+.4f}, probe {rows[2][2] - rows[1][2]:+.4f}")
+    result = {"train": len(train_x), "test": len(test_x), "threads": torch.get_num_threads(), "epochs": args.epochs,
+              "rows": [{"method": n, "knn_accuracy": round(k, 4), "probe_accuracy": round(q, 4),
+                        "seconds": round(t, 1)} for n, k, q, t in rows]}
+    write(args.json_path, "ssl_embedding", title=__doc__.split("\n")[0], result=result,
+          headline=f"SimCLR CNN: kNN {rows[2][1]:.4f}, probe {rows[2][2]:.4f} (pixel PCA: {base[1]:.4f}, {base[2]:.4f})",
+          tables=[table(f"Fashion-MNIST test accuracy ({len(train_x):,} training images)",
+                        ["embedding", "kNN acc", "probe acc", "seconds"],
+                        [[x["method"], x["knn_accuracy"], x["probe_accuracy"], x["seconds"]] for x in result["rows"]])])
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def check_runner(cfg: Config) -> None:
     number(cfg, "ray_num_cpus_per_task", 0.0, None, open_low=True)
     if not isinstance(cfg.ray_runtime_env, dict):
         fail(cfg, "ray_runtime_env", "must be a mapping (e.g. {working_dir: .})")
+    if cfg.runner == "ray" and isinstance(cfg.device, str) and cfg.device.startswith("cuda:"):
+        fail(cfg, "device", "names one GPU, but on Ray each actor sees only the GPU Ray gives it: use cuda or auto")
 
 
 def check_reading(cfg: Config) -> None:

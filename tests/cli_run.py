@@ -25,11 +25,12 @@ runpy.run_module("datapruner.cli", run_name="__main__", alter_sys=True)
 """
 
 
-def run_cli(args: list[str], timeout: float = 60, env: dict | None = None,
-            ) -> tuple[subprocess.CompletedProcess, set[str]]:
+def run_cli(args: list[str], timeout: float = 60,
+            env: dict | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
     """(the finished process, the heavy modules it had imported when it exited)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "imports"
-        result = subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True,
-                                timeout=timeout, env={**os.environ, **(env or {}), "DATAPRUNER_TEST_IMPORTS": str(report)})
+        env = {**os.environ, **(env or {}), "DATAPRUNER_TEST_IMPORTS": str(report)}
+        result = subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, timeout=timeout,
+                                env=env)
         return result, set(report.read_text().split())

@@ -131,3 +131,21 @@ def test_the_checks_see_a_function_local_upward_import(tmp_path):
                                        **imported(room, "datapruner.embed.model", set(graph))}
     assert upward_imports(graph) == ["datapruner.embed.model (line 2) imports datapruner.validate, a layer above it"]
     assert any("datapruner.embed.model" in c and "datapruner.validate" in c for c in circles(graph))
+
+
+def test_functions_and_files_stay_small():
+    """Median function at most 10 lines, none over 60, no file over 400 lines."""
+    import statistics
+
+    lengths, long_functions, long_files = [], [], []
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long_files.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths.append(node.end_lineno - node.lineno + 1)
+                if lengths[-1] > 60:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lengths[-1]} lines")
+    assert statistics.median(lengths) <= 10 and not long_functions and not long_files, \
+        [f"median {statistics.median(lengths)}", *long_functions, *long_files]

@@ -239,3 +239,9 @@ def test_other_os_errors_keep_their_traceback():
 def test_the_console_script_is_the_one_line_wrapper():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["datapruner"] == "datapruner.cli:main"
+
+
+def test_a_named_gpu_is_refused_on_ray_where_each_actor_sees_only_its_own():
+    with pytest.raises(DataprunerError, match="--device cuda:1: names one GPU, but on Ray each actor sees only"):
+        check_config(Config(runner="ray", device="cuda:1"), "embed", "src")
+    check_config(Config(runner="ray", device="cuda"), "cluster")  # a barrier alone: the driver's device

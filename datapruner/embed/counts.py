@@ -12,7 +12,7 @@ from datapruner.io.rundir import RunDir
 
 
 def count_parts(run: RunDir) -> dict:
-    """Valid samples (metadata rows) and errors over every part, plus the join's totals when embeddings were precomputed."""
+    """Valid samples (metadata rows) and errors over every part, plus the join's totals (precomputed embeddings)."""
     valid = errors = 0
     for part in run.part_ids():
         if run.metadata(part).exists():

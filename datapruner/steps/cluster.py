@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
-from datapruner.steps.contract import RUNNING, Context, Step, barrier_digest, digest_files, one_part, token_of
+from datapruner.steps.contract import (RUNNING, Context, Step, barrier_digest, digest_files, input_shards, one_part,
+                                       token_of)
 from datapruner.steps.embed_inputs import token as embed_token
 
 
@@ -41,6 +42,6 @@ STEPS = [
     Step("cluster", "barrier", "cluster", one_part("centroids"), centroids_token, lambda rd, part: [rd.centroids],
          fit_centroids, after=("embed",), digest=lambda rd, part: digest_files([rd.centroids]), inputs=kmeans_inputs,
          untokened=RUNNING),
-    Step("assign", "map", "select", lambda ctx: ctx.run.part_ids(), assign_token, assign_outputs, run_assign,
+    Step("assign", "map", "select", input_shards, assign_token, assign_outputs, run_assign,
          after=("cluster",), also_in=("measure",), untokened=RUNNING),
 ]

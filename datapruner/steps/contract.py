@@ -28,7 +28,7 @@ class NotReady(Exception):
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the pipeline. `run` is the call into its room: for a map step (ctx, parts, state) ->
+    """One step of the pipeline. `call` is the call into its room: for a map step (ctx, parts, state) ->
     Iterator[(part, result)], yielding each part once its files are in place; for a barrier (ctx, part)
     -> result. `inputs` gives the config values its token hashes (beside the digests of the steps
 before it); `untokened` names the config fields the step reads that its token deliberately leaves out,
@@ -40,7 +40,7 @@ before it); `untokened` names the config fields the step reads that its token de
     parts: Callable[[Context], list[str]]
     token: Callable[[Context, str], str]
     outputs: Callable[[RunDir, str], list[Path]]
-    run: Callable
+    call: Callable
     after: tuple[str, ...] = ()  # steps whose every part must be done first
     setup: Callable[[Context], Any] | None = None  # per process (a Ray actor, a local worker): e.g. the model
     batch: Callable[[Config], int] = lambda cfg: 1  # parts per call on a distributed runner
@@ -74,9 +74,17 @@ def barrier_digest(ctx: Context, name: str, part: str) -> str:
     return record.get("digest") or record["token"]
 
 
+def input_shards(ctx: Context) -> list[str]:
+    """One part per input shard, {i}."""
+    return ctx.run.part_ids()
+
+
 def one_part(name: str) -> Callable[[Context], list[str]]:
     """The parts of a barrier with a single part."""
-    return lambda ctx: [name]
+    def parts(ctx: Context) -> list[str]:
+        return [name]
+    parts.__doc__ = f"One part, {{{name}}}."
+    return parts
 
 
 # how the work runs, not what it writes: fields most map steps read without their token

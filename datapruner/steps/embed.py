@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
-from datapruner.steps.contract import RUNNING, Context, Step
+from datapruner.steps.contract import RUNNING, Context, Step, input_shards
 from datapruner.steps.embed_inputs import embed_inputs, recorded_text, token
 
 
@@ -34,6 +34,7 @@ def inputs(cfg: Config) -> tuple:
 # index: the precomputed parts ---------------------------------------------------------------------------
 
 def index_parts(ctx: Context) -> list[str]:
+    """One part per file of the precomputed embeddings, {p} (with --embeddings only)."""
     layout = layout_of(ctx)
     return layout.part_ids() if layout else []
 
@@ -49,6 +50,7 @@ def run_index(ctx: Context, parts: list[str], state=None):
 # scan: the input shards ---------------------------------------------------------------------------------
 
 def scan_parts(ctx: Context) -> list[str]:
+    """One part per input shard, {i} (with --embeddings only)."""
     return ctx.run.part_ids() if layout_of(ctx) else []
 
 
@@ -63,6 +65,7 @@ def run_scan(ctx: Context, parts: list[str], state=None):
 # join: one hash bucket of both sides ---------------------------------------------------------------------
 
 def join_parts(ctx: Context) -> list[str]:
+    """One part per hash bucket, {b} (with --embeddings only)."""
     layout = layout_of(ctx)
     return layout.bucket_ids() if layout else []
 
@@ -76,10 +79,6 @@ def run_join(ctx: Context, parts: list[str], state=None):
 
 
 # embed: the run's own parts, one per input shard --------------------------------------------------------
-
-def shard_parts(ctx: Context) -> list[str]:
-    return ctx.run.part_ids()
-
 
 def embed_outputs(run: RunDir, part: str) -> list:
     own = run.own_embeddings
@@ -139,6 +138,6 @@ STEPS = [
          one_task=True, untokened=EMBED_RUNNING),
     Step("join", "map", "embed", join_parts, token, _join_outputs("join"), run_join, after=("index", "scan"),
          inputs=inputs, one_task=True, untokened=EMBED_RUNNING),
-    Step("embed", "map", "embed", shard_parts, token, embed_outputs, run_embed, after=("join",), setup=load_model,
+    Step("embed", "map", "embed", input_shards, token, embed_outputs, run_embed, after=("join",), setup=load_model,
          batch=shards_per_call, inputs=inputs, untokened=EMBED_RUNNING),
 ]

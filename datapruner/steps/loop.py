@@ -92,7 +92,7 @@ def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = N
     results: list[dict] = []
     if todo and step.kind == "barrier":
         for part in todo:
-            results.append(step.run(ctx, part) or {})
+            results.append(step.call(ctx, part) or {})
             outputs = step.outputs(ctx.run, part)
             digest = step.digest(ctx.run, part) if step.digest else None
             ctx.run.write_marker(step.name, part, current[part], outputs, digest)
@@ -169,6 +169,6 @@ class PartTask:
                 yield part, {}
         if not todo:
             return
-        for part, result in step.run(ctx, todo, state):
+        for part, result in step.call(ctx, todo, state):
             ctx.run.write_marker(step.name, part, self.part_tokens[part], step.outputs(ctx.run, part))
             yield part, result

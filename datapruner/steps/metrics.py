@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datapruner.config import Config
 from datapruner.io.rundir import RunDir
-from datapruner.steps.contract import RUNNING, Context, Step, barrier_digest, token_of
+from datapruner.steps.contract import RUNNING, Context, Step, barrier_digest, input_shards, token_of
 
 
 def metric_token(ctx: Context, name: str) -> str:
@@ -29,6 +29,7 @@ def metric_inputs(cfg: Config) -> tuple:
 
 
 def fitted_parts(ctx: Context) -> list[str]:
+    """One part per metric of the policy that fits a state, {metric}."""
     from datapruner.metrics.scoring import fitted_needed
 
     return fitted_needed(ctx.cfg)
@@ -64,7 +65,7 @@ def run_measure(ctx: Context, parts: list[str], state=None):
 STEPS = [
     Step("fit", "barrier", "select", fitted_parts, metric_token, lambda rd, name: [rd.metric_dir(name)], run_fit,
          after=("assign",), also_in=("measure",), inputs=metric_inputs, untokened=RUNNING),
-    Step("measure", "map", "select", lambda ctx: ctx.run.part_ids(), measure_token,
+    Step("measure", "map", "select", input_shards, measure_token,
          lambda rd, part: [rd.scores(part)], run_measure, after=("fit",), covers=covers, also_in=("measure",),
          inputs=metric_inputs, untokened=RUNNING),
 ]

@@ -32,7 +32,9 @@ def run_plan(ctx: Context, part: str) -> dict:
 
 
 def output_shards(ctx: Context) -> list[str]:
-    """One part per output shard, named as the shard (its row group index is its place in this list)."""
+    """One part per output shard, {name}.
+
+    Its row group index in the plan is its place in this list."""
     from datapruner.write.shards import plan_names
 
     path = ctx.run.write_plan

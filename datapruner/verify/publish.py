@@ -12,7 +12,8 @@ import numpy as np
 
 from datapruner.io.atomic import atomic_path, save_npy, write_json
 from datapruner.verify import claims, plots, powerlaw, tables
-from datapruner.verify.results import CORRECT, CORRECT_FILE, aggregate, comparisons, with_correct, with_regime, write_table
+from datapruner.verify.results import (CORRECT, CORRECT_FILE, aggregate, comparisons, with_correct, with_regime,
+                                       write_table)
 
 
 def publish(rows: list[dict], out_dir: str | Path, teacher_accuracy: float | None = None,
