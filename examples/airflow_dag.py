@@ -1,15 +1,15 @@
 """Example Airflow DAGs: prune a WebDataset source with one task per datapruner step.
 
     datapruner_prune:         one task per step of datapruner's step table (datapruner/steps/table.py), in
-                              table order, e.g. ... → embed → cluster → assign → fit → score → select
+                              table order, e.g. ... → embed → cluster → assign → fit → measure → select
                               → plan → write → report
     datapruner_prune_mapped:  the same, with the map steps (steps.table.MAP_STEPS: embed, assign, measure, write)
                               fanned out as mapped tasks, one per group of parts, so Airflow workers
                               share the work: ... → parts_embed → embed[g] → cluster → parts_assign →
-                              assign[g] → fit → parts_score → score[g] → select → plan → parts_write →
+                              assign[g] → fit → parts_measure → measure[g] → select → plan → parts_write →
                               write[g] → report
 
-The task lists come from the step table (steps.STEP_NAMES), so a step added to the table is a task
+The task lists come from the step table (steps.table.STEP_NAMES), so a step added to the table is a task
 here too. Both DAGs publish two Assets: the manifest (emitted by `select`) and the pruned shards
 (emitted once every output shard is written: by `write`, or in the mapped DAG by `report`, the task
 after the mapped writes). A training DAG runs on them with `schedule=[PRUNED_SHARDS]`; the event's
