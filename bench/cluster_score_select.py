@@ -66,11 +66,11 @@ def assignment_vs_gemm(run: RunDir) -> tuple[float, float, int]:
     """Seconds for the assignment (datapruner's exact nearest centroid, chunked, float16 in) and for a plain float32
     sgemm of the same shapes on the same rows, interleaved part by part so machine noise hits both."""
     from datapruner.cluster.assign import assign
-    from datapruner.cluster.faiss_backend import inner_product_index
+    from datapruner.cluster.nearest import CentroidIndex
     from datapruner.embed.outputs import read_img_emb
 
     centroids = np.load(run.centroids)
-    index = inner_product_index(centroids, "cpu", one_pass=True)
+    index = CentroidIndex(centroids, "cpu")
     chunk = index.chunk_rows
     t_assign = t_gemm = 0.0
     n = 0

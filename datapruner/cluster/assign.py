@@ -31,10 +31,10 @@ def assign(emb: np.ndarray, index, chunk: int | None = None) -> tuple[np.ndarray
 
 def assign_parts(rd: RunDir, part_ids: list[str], device: str):
     """Each part's nearest centroid and distance to it, saved; yields (part, result) as each is written."""
-    from datapruner.cluster.faiss_backend import inner_product_index
+    from datapruner.cluster.nearest import CentroidIndex
     from datapruner.embed.outputs import read_img_emb
 
-    index = inner_product_index(np.load(rd.centroids), device, one_pass=True)
+    index = CentroidIndex(np.load(rd.centroids), device)
     for part in part_ids:
         clusters, dist = assign(read_img_emb(rd, part), index)
         save_npy(rd.assigned_cluster(part), clusters)

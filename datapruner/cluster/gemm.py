@@ -56,7 +56,7 @@ def cpu_has_bf16() -> bool:
 
 
 def torch_device(device: str = "auto") -> torch.device:
-    """Where k-means, assignment and SemDeDup multiply: --device by the one rule of datapruner/devices.py."""
+    """Where SemDeDup multiplies: --device by the one rule of datapruner/devices.py."""
     return resolve_device(device)
 
 
@@ -72,14 +72,6 @@ def gemm_precision(device_type: str = "cpu") -> str:
         return "bf16"
     log.info("this CPU has no bfloat16 dot-product instructions: similarities in float32")
     return "fp32"
-
-
-def one_pass_precision(device_type: str = "cpu") -> str:
-    """The precision for rows multiplied once (assignment). On the CPU, rounding them to bf16 and measuring the
-    residuals costs about what bf16 saves in the product (an AVX-512 BF16 CPU: assigning 200k rows to 200
-    centroids took 1.17 s in bf16, 0.92 s in float32), so float32 unless bf16 is asked for by name."""
-    asked = os.environ.get(PRECISION_ENV, "auto").lower()
-    return gemm_precision(device_type) if asked != "auto" or device_type == "cuda" else "fp32"
 
 
 @dataclass

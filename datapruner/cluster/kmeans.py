@@ -1,10 +1,11 @@
 """Spherical k-means (the cluster step's room), fitted on a seeded sample of every part's embeddings.
 
-Lloyd iterations with exact assignments (datapruner/cluster/nearest.py: a bf16 pass plus an exact check,
-so the centroids do not depend on the GEMM precision or the device), started from k sample rows
-chosen by greedy k-means++ on a subsample, stopped when an iteration improves the objective (the
-sum of each row's similarity to its centroid) by less than KMEANS_TOL of it, or after
-cfg.kmeans_iters iterations. An emptied cluster restarts at the row farthest from its centroid.
+faiss's k-means (faiss.Clustering, spherical; its index on the GPUs with faiss-gpu) iterates from k sample
+rows chosen by greedy k-means++ on a subsample, and stops when an iteration improves the objective (the
+sum of each row's similarity to its centroid) by less than KMEANS_TOL of it, or after cfg.kmeans_iters
+iterations. faiss splits a large cluster to refill an emptied one. The centroids are float32 products:
+the same on the same machine and device, within float32 rounding of each other elsewhere; the
+assignment that every later step reads is exact (datapruner/cluster/nearest.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 
 import numpy as np
 
-from datapruner.cluster.nearest import CentroidIndex
 from datapruner.config import Config
 from datapruner.embed.outputs import read_img_emb, unit_rows
 from datapruner.errors import DataprunerError
@@ -50,23 +50,42 @@ INIT_SAMPLE_PER_CENTROID = 16  # k-means++ runs on 16·k sample rows
 
 
 def fit_centroids(x: np.ndarray, k: int, cfg: Config) -> np.ndarray:
-    """(k, d) float32 unit centroids of spherical k-means on the float32 unit rows x, seeded by cfg.seed."""
+    """(k, d) float32 unit centroids of spherical k-means on the float32 unit rows x, seeded by cfg.seed:
+    faiss's iterations from the project's k-means++ start, stopped by the relative objective gain."""
     x = np.ascontiguousarray(x, np.float32)
-    centroids = initial_centroids(x, k, np.random.default_rng(cfg.seed))
-    rows, previous = None, -np.inf
-    for iteration in range(1, cfg.kmeans_iters + 1):
-        index = CentroidIndex(centroids, cfg.device)
-        rows = rows if rows is not None else index.prepare(x)
-        ids = index.nearest_ids(rows)
-        sums = cluster_sums(x, ids, k)
-        objective = float(np.einsum("ij,ij->", sums, centroids.astype(np.float64)))  # Σ_i x_i·c(i)
-        centroids = updated_centroids(x, ids, sums, centroids)
-        if objective - previous <= KMEANS_TOL * abs(objective):
-            break
-        previous = objective
-    log.info("k-means: %d iterations (%s on %s), objective %.6g", iteration, index.precision, index.device.type,
-             objective)
-    return centroids
+    start = initial_centroids(x, k, np.random.default_rng(cfg.seed))
+    return faiss_kmeans(x, start, cfg.kmeans_iters, cfg.seed, cfg.device)[0]
+
+
+def faiss_kmeans(x: np.ndarray, start: np.ndarray, iterations: int, seed: int, device: str) -> tuple[np.ndarray, int]:
+    """faiss.Clustering from `start`: (the centroids, the iterations it ran)."""
+    import faiss
+
+    from datapruner.cluster.faiss_backend import on_device
+
+    k, d = start.shape
+    clustering = faiss.Clustering(d, k, kmeans_parameters(iterations, seed))
+    faiss.copy_array_to_vector(np.ascontiguousarray(start, np.float32).ravel(), clustering.centroids)
+    index, on_gpu = on_device(faiss.IndexFlatIP(d), device)
+    clustering.train(x, index)
+    stats = clustering.iteration_stats
+    log.info("k-means: %d iterations (faiss on %s), objective %.6g", stats.size(), "GPU" if on_gpu else "CPU",
+             stats.at(stats.size() - 1).obj)
+    centroids = faiss.vector_to_array(clustering.centroids).reshape(k, d)
+    return np.ascontiguousarray(centroids, np.float32), stats.size()
+
+
+def kmeans_parameters(iterations: int, seed: int):
+    """Spherical k-means on exactly the rows given (the sample is drawn here, not by faiss), stopped when an
+    iteration gains less than KMEANS_TOL of the objective or after `iterations`."""
+    import faiss
+
+    params = faiss.ClusteringParameters()
+    params.niter, params.seed, params.spherical = iterations, seed, True
+    params.early_stop_threshold = KMEANS_TOL
+    params.max_points_per_centroid = 1 << 30
+    params.min_points_per_centroid = 1
+    return params
 
 
 def initial_centroids(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,27 +99,6 @@ def initial_centroids(x: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
         chosen.append(pick)
         np.minimum(dist, np.maximum(1.0 - pool @ pool[pick], 0.0), out=dist)
     return np.ascontiguousarray(pool[chosen])
-
-
-def cluster_sums(x: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    """(k, d) float64 sums of each cluster's rows (accumulated in row order: the same on every run)."""
-    import torch
-
-    sums = torch.zeros(k, x.shape[1], dtype=torch.float32)
-    sums.index_add_(0, torch.from_numpy(ids), torch.from_numpy(x))
-    return sums.numpy().astype(np.float64)
-
-
-def updated_centroids(x: np.ndarray, ids: np.ndarray, sums: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Normalised member sums; an empty cluster takes the row farthest from its centroid (distinct rows)."""
-    from datapruner.cluster.nearest import chosen_similarity
-
-    c = sums.copy()
-    empty = np.flatnonzero(np.bincount(ids, minlength=len(c)) == 0)
-    if len(empty):
-        c[empty] = x[np.argsort(chosen_similarity(x, centroids, ids), kind="stable")[:len(empty)]]
-    norms = np.linalg.norm(c, axis=1, keepdims=True)
-    return np.ascontiguousarray(c / np.where(norms > 0, norms, 1.0), np.float32)
 
 
 def fit_run_centroids(rd: RunDir, cfg: Config) -> dict:

@@ -55,14 +55,14 @@ def pool_scores(pool: PoolData, metrics: set[str], cfg, seed: int, el2n) -> pa.T
 
 def _clusters(emb: np.ndarray, cfg, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from datapruner.cluster.assign import assign
-    from datapruner.cluster.faiss_backend import inner_product_index
+    from datapruner.cluster.nearest import CentroidIndex
     from datapruner.cluster.kmeans import default_clusters, fit_centroids, sample_rows, sample_size
 
     n = len(emb)
     k = min(cfg.clusters or default_clusters(n), n)
     rows = sample_rows([n], sample_size(n, k, cfg.kmeans_sample), seed)[0]
     centroids = fit_centroids(np.ascontiguousarray(emb[rows]), k, cfg.replace(seed=seed))
-    cluster, dist = assign(emb, inner_product_index(centroids, cfg.device, one_pass=True))
+    cluster, dist = assign(emb, CentroidIndex(centroids, cfg.device))
     return cluster, dist, centroids
 
 

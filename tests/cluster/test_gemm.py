@@ -1,5 +1,5 @@
-"""The bf16 fast pass and its exact check: the bound holds, and the answers equal brute force in float64
-(and hence each other) in bf16 and in float32, on data built to be full of near-ties."""
+"""The fast passes and their exact check: the bound holds, and the answers (faiss's nearest centroid, SemDeDup's
+bf16 or float32 products) equal brute force in float64, on data built to be full of near-ties."""
 
 import numpy as np
 import pytest
@@ -112,20 +112,24 @@ def test_max_similarity_to_earlier_equals_brute_force_on_near_ties(precision, bl
     assert np.array_equal(max_similarity_to_earlier(x, block), brute_force_earlier(x))
 
 
-def test_kmeans_centroids_do_not_depend_on_the_precision(monkeypatch):
+def test_kmeans_is_spherical_lloyd_from_the_kmeans_plus_plus_start():
+    """faiss's iterations from the project's start equal plain spherical Lloyd steps, and repeat exactly."""
+    from datapruner.cluster.kmeans import initial_centroids
+
     rng = np.random.default_rng(5)
     centers = unit(rng.standard_normal((12, 24)))
     x = unit(centers[rng.integers(0, 12, 3000)] + 0.15 * rng.standard_normal((3000, 24)))
-    cfg = Config(seed=3, kmeans_iters=15, device="cpu")
-    fitted = {}
-    for p in ("bf16", "fp32"):
-        monkeypatch.setenv(gemm.PRECISION_ENV, p)
-        gemm.gemm_precision.cache_clear()
-        fitted[p] = fit_centroids(x, 12, cfg)
-    gemm.gemm_precision.cache_clear()
-    assert np.array_equal(fitted["bf16"], fitted["fp32"])
-    assert fitted["bf16"].shape == (12, 24)
-    assert np.allclose(np.linalg.norm(fitted["bf16"], axis=1), 1, atol=1e-6)
+    cfg = Config(seed=3, kmeans_iters=3, device="cpu")
+    fitted = fit_centroids(x, 12, cfg)
+    reference = initial_centroids(x, 12, np.random.default_rng(cfg.seed))
+    for _ in range(cfg.kmeans_iters):
+        ids = (x @ reference.T).argmax(axis=1)
+        sums = np.zeros_like(reference, dtype=np.float64)
+        np.add.at(sums, ids, x)
+        reference = unit(sums)
+    assert np.allclose(fitted, reference, atol=1e-5)
+    assert np.array_equal(fitted, fit_centroids(x, 12, cfg))
+    assert np.allclose(np.linalg.norm(fitted, axis=1), 1, atol=1e-6)
 
 
 def test_precision_is_chosen_at_run_time(monkeypatch):
