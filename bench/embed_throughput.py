@@ -12,7 +12,8 @@ caption per sample and once images only. On the CPU it prints samples/s of
   - `embed` on the image-only shards,
 and the ratios (targets: ≥ 1.8× before/after on captions; ≥ 0.9 of the model alone on images only; also against
 the model's rate inside the images-only run, the share of its wall time spent in the model), beside
-the decode cost per image on one core and the share of the model alone that images only can reach at all
+the decode cost per image on one core, the sha256 embed takes of the shard's bytes per image (the source
+identity, io/identity.py) and the share of the model alone that images only can reach at all
 when decoding and the model take turns on the same cores (model core-seconds over model plus decode
 core-seconds).
 On CUDA it prints img/s of the model alone and of `embed` (JPEGs decoded on the GPU), the FLOPs per image
@@ -96,6 +97,21 @@ def decode_seconds(shards: list[str], clip, n: int = 200) -> float:
         return (worker + time.process_time() - t) / len(samples)
     finally:
         torch.set_num_threads(threads)
+
+
+def digest_seconds(shards: list[str], rounds: int = 5) -> float:
+    """CPU seconds per sample on this thread of what recording a shard's identity adds to embed: sha256 over
+    the bytes it reads anyway (io/identity.py), best of `rounds` over the first shard."""
+    from datapruner.io.identity import digest_of
+
+    with open_shard(shards[0]) as stream:
+        n = sum(1 for _ in iter_samples(stream))
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.process_time()
+        digest_of(shards[0])
+        best = min(best, time.process_time() - t)
+    return best / max(1, n)
 
 
 def model_only(clip, image: torch.Tensor, batch_size: int, n: int) -> float:
@@ -203,10 +219,13 @@ def cpu_report(args, clip, captioned: str, images_only: str) -> dict:
     # the model alone keeps every core busy: each image's decode takes CPU time from it, so images only can
     # reach at most (model's core-seconds) / (model's + decode's) of the model alone
     decode = decode_seconds(list_shards(images_only), clip)
+    digest = digest_seconds(list_shards(images_only))
     attainable = 1.0 / (1.0 + decode * best["model_only"] / usable_cores())
     return {
         "device": "cpu", "usable_cores": usable_cores(), "precision": clip.precision,
         "decode_ms_per_image_one_core": round(1000 * decode, 2),
+        "digest_ms_per_image_one_core": round(1000 * digest, 4),
+        "digest_over_decode": round(digest / decode, 4),
         "images_only_attainable_fraction": round(attainable, 3),
         "images_only_fraction_of_attainable": round(best["images_only"] / best["model_only"] / attainable, 3),
         "samples_per_s": {k: round(v, 1) for k, v in best.items()},
@@ -290,12 +309,14 @@ def tables(r: dict) -> list[dict]:
     return [table(f"Samples/s, best of {r['repeats']} round(s) of {r['samples']:,} samples",
                   ["model, precision", "model alone", "captions, text tower, fp32", "captions, no text tower",
                    "images only", "no text tower / text tower", "images only / model alone",
-                   "/ model in the run", "by round", "decode ms/img (one core)", "attainable"],
+                   "/ model in the run", "by round", "decode ms/img (one core)", "sha256 ms/img (one core)",
+                   "attainable"],
                   [[f"{r['model']}, {r['precision']}", rate["model_only"], rate["captions_text_tower_fp32_as_before"],
                     rate["captions_policy_without_text"], rate["images_only"], f"{r['captions_after_over_before']}×",
                     f"**{r['images_only_fraction_of_model_only']}**", r["images_only_fraction_of_model_in_run"],
                     ", ".join(map(str, r["images_only_over_model_only_around_it_by_round"])),
-                    r["decode_ms_per_image_one_core"], r["images_only_attainable_fraction"]]])]
+                    r["decode_ms_per_image_one_core"], r.get("digest_ms_per_image_one_core", "—"),
+                    r["images_only_attainable_fraction"]]])]
 
 
 if __name__ == "__main__":

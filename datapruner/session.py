@@ -1,8 +1,9 @@
 """A session on a run directory: open it for a command, run the command's steps from the table, record
 what they counted.
 
-Opening a run checks every option (before anything is read or written), checks that --out is ours to
-write, takes the run's lock and records SRC and the embed inputs. Finished parts are skipped, so rerunning
+Opening a run checks every option (before anything is read or written), checks the headers of the
+precomputed embeddings, checks that --out is ours to write, takes the run's lock and records SRC and the
+embed inputs. Finished parts are skipped, so rerunning
 a command resumes it.
 """
 
@@ -36,6 +37,8 @@ def session(run: str | Path, cfg: Config, command: str, src: str | None = None, 
     key = str(rd.root.resolve())
     held = getattr(_held, "roots", set())
     shards, skipped = _list_source(src, cfg) if src is not None else ([], [])
+    if src is not None and cfg.embeddings:
+        _check_embeddings(cfg, shards)  # before --out is created: a refused DIR leaves nothing behind
     if key in held:
         yield _open(rd, cfg, src, (shards, skipped), progress, record_config=False)
         return
@@ -56,6 +59,13 @@ def _list_source(src: str, cfg: Config) -> tuple[list[str], list[str]]:
     return list_source(src, allow_pipe=cfg.allow_pipe)
 
 
+def _check_embeddings(cfg: Config, shards: list[str]) -> None:
+    """The precomputed layout, from its headers and footers only: each fault is one line, before any work."""
+    from datapruner.embed.precomputed import check_layout
+
+    check_layout(cfg, shards)
+
+
 def _open(rd: RunDir, cfg: Config, src: str | None, listing: tuple[list[str], list[str]], progress: bool,
           record_config: bool = True) -> Context:
     shards, skipped = listing
@@ -64,10 +74,6 @@ def _open(rd: RunDir, cfg: Config, src: str | None, listing: tuple[list[str], li
         from datapruner.io.runinfo import check_shards, start_run
         from datapruner.steps import embed_inputs
 
-        if cfg.embeddings:
-            from datapruner.embed.precomputed import check_layout
-
-            check_layout(cfg, shards)
         check_shards(rd, shards)
         embed_inputs.check(rd, cfg)
         start_run(rd, src, shards, skipped, cfg)

@@ -68,7 +68,7 @@ def embed_parts(run_dir: RunDir, part_ids: list[str], state, fields: SampleField
             bar.update(len(b["rows"]))
             if b["last"]:
                 part = ids[b["index"]]
-                yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim)
+                yield part, _finish_shard(run_dir, part, b["shard"], pending.pop(b["index"]), clip.dim, b["source"])
 
 
 def _heap_kept_on_cpu(clip):
@@ -188,10 +188,10 @@ def _normalised(x) -> np.ndarray:
     return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy()
 
 
-def _finish_shard(run: RunDir, part: str, shard: str, buf: dict, dim: int) -> dict:
+def _finish_shard(run: RunDir, part: str, shard: str, buf: dict, dim: int, source: dict | None) -> dict:
     img = np.concatenate(buf["img"]) if buf["img"] else np.zeros((0, dim), np.float16)
-    write_embed_part(run, part, shard, img, _text_matrix(buf, dim), buf["rows"], buf["errors"])
-    return {"samples": len(buf["rows"]), "errors": len(buf["errors"]), "shards": 1}
+    bad = write_embed_part(run, part, shard, img, _text_matrix(buf, dim), buf["rows"], buf["errors"], source)
+    return {"samples": len(buf["rows"]) - bad, "errors": len(buf["errors"]) + bad, "shards": 1, "bad_embeddings": bad}
 
 
 def _text_matrix(buf: dict, dim: int) -> np.ndarray | None:

@@ -17,6 +17,7 @@ row group, so memory is bounded by a part (index, embed) or a bucket (join), nev
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ VALUE, PART, ROW, SHARD, POS = "__value", "__part", "__row", "__shard", "__pos"
 INTERNAL = (VALUE, PART, ROW, SHARD, POS)
 _IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|webp|gif|bmp|tiff?)$"
 _CHUNK = 1 << 17
+log = logging.getLogger(__name__)
 
 
 # hashing and bucketed files -----------------------------------------------------------------------------
@@ -123,7 +125,10 @@ def join_values(column: pa.ChunkedArray | pa.Array, join_key: str) -> pa.Array:
 
 def index_part(run: RunDir, layout: Layout, part: str) -> dict:
     source = layout.parts[int(part)]
-    meta = pq.read_table(source.meta)
+    try:
+        meta = pq.read_table(source.meta)
+    except (OSError, pa.ArrowException) as exc:  # a corrupt body behind a sound footer
+        return _unreadable_index(run, layout, part, exc)
     if meta.num_rows != source.rows:
         raise DataprunerError(f"{source.meta} has {meta.num_rows} rows, {source.rows} when the run started: "
                               "the embeddings folder changed under the run")
@@ -137,6 +142,18 @@ def index_part(run: RunDir, layout: Layout, part: str) -> dict:
     return {"embedding_rows": meta.num_rows, "rows_without_join_value": meta.num_rows - table.num_rows}
 
 
+def _unreadable_index(run: RunDir, layout: Layout, part: str, exc: Exception) -> dict:
+    """A metadata part that fails while it is read joins no sample: the samples its rows would have met
+    are invalid as "no embedding". Its index is empty and says why (run.json counts it)."""
+    from datapruner.embed.headers import one_line
+
+    why = f"{layout.parts[int(part)].meta}: {one_line(exc)}"
+    log.warning("embeddings part %s cannot be read; its rows join no sample: %s", part, why)
+    empty = pa.table({VALUE: pa.array([], pa.string()), PART: pa.array([], pa.int32()), ROW: pa.array([], pa.int64())})
+    write_grouped(run.join_index(part), empty, np.zeros(0, np.int64), {"unreadable": why})
+    return {"embedding_rows": 0, "rows_without_join_value": 0, "unreadable_parts": 1}
+
+
 # scan: the input shards ---------------------------------------------------------------------------------
 
 def scan_outputs(run: RunDir, part: str) -> list:
@@ -144,9 +161,12 @@ def scan_outputs(run: RunDir, part: str) -> list:
 
 
 def scan_shard(run: RunDir, fields: SampleFields, layout: Layout, part: str) -> dict:
-    """Every sample of the shard as a metadata row (or an error), with its position and join value."""
+    """Every sample of the shard as a metadata row (or an error), with its position and join value; the
+    shard's identity as it was read in the samples table's schema metadata (embed/precomputed.py's
+    build_part keeps it in the part's metadata)."""
     from datapruner.embed.decode import UnusableSample, beside_rows, image_bytes, metadata_row
     from datapruner.embed.layouts import sample_value
+    from datapruner.io.identity import Fingerprint, with_identity
     from datapruner.io.shards import open_shard
     from datapruner.io.tar_samples import SHARD_KEY, iter_samples
     from datapruner.reasons import reason
@@ -154,8 +174,9 @@ def scan_shard(run: RunDir, fields: SampleFields, layout: Layout, part: str) -> 
     shard = run.shard_of(part)
     beside = beside_rows(shard)
     rows, errors, pos = [], [], -1
+    fingerprint = Fingerprint()
     try:
-        with open_shard(shard) as stream:
+        with open_shard(shard, fingerprint) as stream:
             for pos, sample in enumerate(iter_samples(stream, fields.allow_unsafe_names)):
                 if sample.error:
                     errors.append({"key": sample.key, "stage": "read", "reason": sample.error, POS: pos})
@@ -170,7 +191,8 @@ def scan_shard(run: RunDir, fields: SampleFields, layout: Layout, part: str) -> 
     except OSError as exc:
         errors.append({"key": SHARD_KEY, "stage": "read", POS: pos + 1,
                        "reason": reason("cannot open shard", f"{type(exc).__name__}: {exc}")})
-    save_scan(run, layout, part, _samples_table(rows), pa.Table.from_pylist(errors, schema=SCAN_ERRORS))
+    samples = with_identity(_samples_table(rows), fingerprint.identity)  # carried on to the part's metadata
+    save_scan(run, layout, part, samples, pa.Table.from_pylist(errors, schema=SCAN_ERRORS))
     return {"shard_samples": len(rows) + len(errors)}
 
 

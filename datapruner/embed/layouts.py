@@ -10,19 +10,18 @@
 
 A layout is a list of source parts (an embeddings file and its metadata, row for row) and how its rows
 meet the shards' samples (`join_key`). It is recorded in run.json (`precomputed`) when the command starts,
-and the index/scan/join steps (embed/join.py) read it from there. Only footers and headers are read here.
+and the index/scan/join steps (embed/join.py) read it from there. Only footers and headers are read here
+(embed/headers.py): each fault they show is refused in one line before any work.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
+from datapruner.embed.headers import (ArrayHeader, check_embeddings, npy_header, npz_headers, parquet_columns,
+                                      parquet_rows)
 from datapruner.errors import DataprunerError
 
 JOIN_ORDER = ("key", "image_path", "uid", "url")  # what `join_key: auto` looks for, in this order
@@ -84,6 +83,7 @@ def detect(root: str | Path, layout: str = "auto", join_key: str = "auto", colum
     if not parts:
         raise DataprunerError(f"--embeddings {root}: no embeddings parts found ({kind} layout)")
     key = _join_key(root, parts, join_key, kind)
+    _every_part_has(parts, key)
     buckets = max(1, -(-sum(p.rows for p in parts) // BUCKET_ROWS))
     return Layout(kind, str(root), key, col, text_col, dim, tuple(parts), buckets)
 
@@ -112,45 +112,67 @@ def _numbered(folder: Path, suffix: str) -> dict[int, Path]:
 
 
 def _reader_parts(root: Path) -> tuple[list[SourcePart], int]:
-    """img_emb/*_{n}.npy paired with metadata/*_{n}.parquet by number (embedding-reader's sort order)."""
-    from embedding_reader.numpy_reader import read_numpy_header
-
+    """img_emb/*_{n}.npy paired with metadata/*_{n}.parquet (and text_emb/*_{n}.npy) by number
+    (embedding-reader's sort order); every part's headers and footer are checked."""
     embs = _numbered(root / "img_emb", ".npy")
     if not embs:
         raise DataprunerError(f"--embeddings {root}: img_emb/ holds no img_emb_{{n}}.npy parts")
-    meta_dir = root / "metadata"
-    metas = _numbered(meta_dir, ".parquet")
-    texts = _numbered(root / "text_emb", ".npy")
+    metas, texts = _numbered(root / "metadata", ".parquet"), _numbered(root / "text_emb", ".npy")
+    _same_numbers(root, embs, metas, texts)
     parts, dim = [], None
     for n in sorted(embs):
-        if n not in metas:
-            raise DataprunerError(f"{embs[n]} has no metadata part ({meta_dir}/metadata_{n}.parquet): without it "
-                                  "its rows cannot be joined to the shards' samples")
-        with open(embs[n], "rb") as f:
-            count, d, _, _, _ = read_numpy_header(_Sized(f))
-        rows = pq.ParquetFile(metas[n]).metadata.num_rows
-        if rows != count:
-            raise DataprunerError(f"{embs[n]} has {count} rows but {metas[n]} has {rows}: they must match row for row")
-        if count and dim is not None and d != dim:
+        part, d = _reader_part(embs[n], metas[n], texts.get(n))
+        if part.rows and dim is not None and d != dim:
             raise DataprunerError(f"{embs[n]} has dimension {d}, other parts {dim}")
-        dim = d if count else dim
-        parts.append(SourcePart(str(embs[n]), str(metas[n]), count, str(texts[n]) if n in texts else None))
+        dim = d if part.rows else dim
+        parts.append(part)
     return parts, dim or 0
 
 
-class _Sized:
-    """A local file as embedding-reader's header reader expects it (with .size)."""
+def _same_numbers(root: Path, embs: dict, metas: dict, texts: dict) -> None:
+    """Every image part has its metadata (and its text, when there is text), and no part is alone."""
+    for n in sorted(embs):
+        if n not in metas:
+            raise DataprunerError(f"{embs[n]} has no metadata part ({root}/metadata/metadata_{n}.parquet): without "
+                                  "it its rows cannot be joined to the shards' samples")
+        if texts and n not in texts:
+            raise DataprunerError(f"{embs[n]} has no text part ({root}/text_emb/text_emb_{n}.npy) while "
+                                  f"{len(texts)} other parts have one: text embeddings must cover every part")
+    for name, found in (("metadata", metas), ("text_emb", texts)):
+        alone = sorted(set(found) - set(embs))
+        if alone:
+            raise DataprunerError(f"{found[alone[0]]} has no image part ({root}/img_emb/img_emb_{alone[0]}.npy): "
+                                  f"{name}/ and img_emb/ must hold the same parts")
 
-    def __init__(self, f):
-        self._f, self.size = f, Path(f.name).stat().st_size
 
-    def __getattr__(self, name):
-        return getattr(self._f, name)
+def _reader_part(emb: Path, meta: Path, text: Path | None) -> tuple[SourcePart, int]:
+    image = npy_header(emb)
+    check_embeddings(str(emb), image)
+    rows = parquet_rows(meta)
+    if rows != image.rows:
+        raise DataprunerError(f"{emb} has {image.rows} rows but {meta} has {rows}: they must match row for row")
+    if text is not None:
+        _check_text(str(text), npy_header(text), str(emb), image)
+    return SourcePart(str(emb), str(meta), image.rows, str(text) if text else None), image.dim
+
+
+def _check_text(where: str, text: ArrayHeader, image_where: str, image: ArrayHeader) -> None:
+    check_embeddings(where, text)
+    if text.rows != image.rows:
+        raise DataprunerError(f"{where} has {text.rows} rows but {image_where} has {image.rows}: text and image "
+                              "embeddings must match row for row")
+    if text.rows and text.dim != image.dim:
+        raise DataprunerError(f"{where} has dimension {text.dim} but {image_where} has {image.dim}: text and image "
+                              "embeddings must come from one model")
 
 
 def _datacomp_parts(root: Path, column: str | None) -> tuple[list[SourcePart], str, str | None, int]:
     npzs = sorted(root.rglob("*.npz"))
-    first = _npz_arrays(npzs[0])
+    if not npzs:
+        raise DataprunerError(f"--embeddings {root}: no {{shard}}.npz files (DataComp layout)")
+    first = npz_headers(npzs[0])
+    if not first:
+        raise DataprunerError(f"{npzs[0]} holds no arrays: a DataComp npz holds the embeddings (e.g. l14_img)")
     images = [k for k in first if k.endswith("_img")] or list(first)
     col = column or (images[0] if len(images) == 1 else None)
     if col is None:
@@ -159,39 +181,36 @@ def _datacomp_parts(root: Path, column: str | None) -> tuple[list[SourcePart], s
     if col not in first:
         raise DataprunerError(f"{npzs[0]} has no array {col!r} (it has {', '.join(sorted(first))})")
     text_col = col[:-4] + "_txt" if col.endswith("_img") and col[:-4] + "_txt" in first else None
-    dim = first[col][1] if len(first[col]) > 1 else 0
-    parts = []
+    parts, dim = [], None
     for npz in npzs:
-        meta = npz.with_suffix(".parquet")
-        if not meta.exists():
-            raise DataprunerError(f"{npz} has no {meta.name} beside it (DataComp layout: uid and metadata per shard)")
-        shapes = _npz_arrays(npz)
-        if col not in shapes:
-            raise DataprunerError(f"{npz} has no array {col!r}")
-        rows = pq.ParquetFile(meta).metadata.num_rows
-        if shapes[col][0] != rows:
-            raise DataprunerError(f"{npz}[{col}] has {shapes[col][0]} rows but {meta} has {rows}")
-        parts.append(SourcePart(str(npz), str(meta), rows, str(npz) if text_col else None))
-    return parts, col, text_col, dim
+        part, d = _datacomp_part(npz, col, text_col)
+        if part.rows and dim is not None and d != dim:
+            raise DataprunerError(f"{npz}[{col}] has dimension {d}, other parts {dim}")
+        dim = d if part.rows else dim
+        parts.append(part)
+    return parts, col, text_col, dim or 0
 
 
-def _npz_arrays(path: Path) -> dict[str, tuple]:
-    """{array name: shape} of an npz, from the headers of its members (nothing is loaded)."""
-    shapes = {}
-    with zipfile.ZipFile(path) as z:
-        for name in z.namelist():
-            if not name.endswith(".npy"):
-                continue
-            with z.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, _ = read(f)
-            shapes[name[:-4]] = shape
-    return shapes
+def _datacomp_part(npz: Path, col: str, text_col: str | None) -> tuple[SourcePart, int]:
+    meta = npz.with_suffix(".parquet")
+    if not meta.exists():
+        raise DataprunerError(f"{npz} has no {meta.name} beside it (DataComp layout: uid and metadata per shard)")
+    arrays = npz_headers(npz)
+    for name in (col, text_col):
+        if name is not None and name not in arrays:
+            raise DataprunerError(f"{npz} has no array {name!r} (it has {', '.join(sorted(arrays)) or 'none'})")
+    image = arrays[col]
+    check_embeddings(f"{npz}[{col}]", image)
+    rows = parquet_rows(meta)
+    if image.rows != rows:
+        raise DataprunerError(f"{npz}[{col}] has {image.rows} rows but {meta} has {rows}")
+    if text_col is not None:
+        _check_text(f"{npz}[{text_col}]", arrays[text_col], f"{npz}[{col}]", image)
+    return SourcePart(str(npz), str(meta), rows, str(npz) if text_col else None), image.dim
 
 
 def _columns(parts: list[SourcePart]) -> set[str]:
-    return set(pq.read_schema(parts[0].meta).names) if parts else set()
+    return parquet_columns(Path(parts[0].meta)) if parts else set()
 
 
 def _join_key(root: Path, parts: list[SourcePart], join_key: str, kind: str) -> str:
@@ -207,6 +226,13 @@ def _join_key(root: Path, parts: list[SourcePart], join_key: str, kind: str) -> 
             return name
     raise DataprunerError(f"{parts[0].meta} has none of the columns {', '.join(JOIN_ORDER)}: its rows cannot be "
                           "joined to the shards' samples (set join_key to the column that names them)")
+
+
+def _every_part_has(parts: list[SourcePart], column: str) -> None:
+    for part in parts[1:]:
+        if column not in parquet_columns(Path(part.meta)):
+            raise DataprunerError(f"{part.meta} has no column {column!r}, which {parts[0].meta} joins on: every "
+                                  "metadata part must have the join column")
 
 
 def sample_value(join_key: str, key: str, fields: dict) -> str | None:

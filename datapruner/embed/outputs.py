@@ -9,8 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datapruner.embed.bad_rows import without_bad_rows
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import save_npy, save_parquet
+from datapruner.io.identity import with_identity, without_identity
 from datapruner.io.rundir import RunDir
 
 METADATA_SCHEMA = pa.schema([
@@ -22,20 +24,25 @@ ERRORS_SCHEMA = pa.schema([("shard", pa.string()), ("key", pa.string()), ("stage
 
 
 def write_embed_part(run: RunDir, part: str, shard: str, img: np.ndarray, txt: np.ndarray | None,
-                     rows: list[dict], errors: list[dict]) -> None:
+                     rows: list[dict], errors: list[dict], source: dict | None = None) -> int:
     """Errors and text first, metadata last: metadata present means the part's embeddings are. A row's
-    keys beyond METADATA_SCHEMA (the source's per-sample fields) become extra columns."""
-    write_embed_table(run, part, shard, img, txt, metadata_table(rows), errors)
+    keys beyond METADATA_SCHEMA (the source's per-sample fields) become extra columns; `source`, the
+    shard's identity as it was read (io/identity.py), goes into the metadata's schema metadata (as the
+    join's scan puts it into the samples table that precomputed embeddings' metadata is taken from).
+    Returns how many rows were bad embeddings (invalid, in errors/ instead)."""
+    return write_embed_table(run, part, shard, img, txt, with_identity(metadata_table(rows), source), errors)
 
 
 def write_embed_table(run: RunDir, part: str, shard: str, img: np.ndarray, txt: np.ndarray | None,
-                      meta: pa.Table, errors: list[dict]) -> None:
+                      meta: pa.Table, errors: list[dict]) -> int:
+    img, txt, meta, bad = without_bad_rows(img, txt, meta)
     own = run.own_embeddings
-    write_errors(run, part, shard, errors)
+    write_errors(run, part, shard, [*errors, *bad])
     save_npy(run.img_emb(part, own), img.astype(np.float16))
     if txt is not None:
         save_npy(run.text_emb(part, own), txt.astype(np.float16))
     save_parquet(run.metadata(part, own), meta)
+    return len(bad)
 
 
 def metadata_table(rows: list[dict]) -> pa.Table:
@@ -83,7 +90,7 @@ def write_errors(run: RunDir, part: str, shard: str, errors: list[dict]) -> None
 
 def read_metadata(run: RunDir, part: str, shard: str) -> pa.Table:
     """The part's metadata with shard/offset/length columns, filled in for precomputed layouts."""
-    table = pq.read_table(run.metadata(part))
+    table = without_identity(pq.read_table(run.metadata(part)))
     if "key" not in table.column_names:
         raise DataprunerError(f"{run.metadata(part)} has no 'key' column: samples cannot be identified")
     n = table.num_rows

@@ -13,6 +13,7 @@ import torch.utils.data
 from datapruner.config import Config
 from datapruner.embed.decode import (UnusableSample, beside_rows, decode_image, image_bytes, is_device_jpeg,
                                      metadata_row, open_image)
+from datapruner.io.identity import Fingerprint
 from datapruner.io.shards import open_shard
 from datapruner.io.tar_samples import SHARD_KEY, iter_samples
 from datapruner.reasons import reason
@@ -38,7 +39,8 @@ class Decoder:
 
 
 def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Callable = map) -> Iterator[dict]:
-    """Batches of one shard, in sample order; the last one has last=True (and may be empty).
+    """Batches of one shard, in sample order; the last one has last=True (and may be empty) and carries the
+    shard's identity as it was read (`source`, io/identity.py).
 
     Every sample read becomes a row or an error; a shard that cannot be opened becomes one error row.
     A batch's samples are decoded with map_fn as they are read (a thread pool's map submits each sample
@@ -48,7 +50,8 @@ def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Ca
     batch = _empty_batch(task)
     prepare = partial(prepared, decoder=decoder, shard=task.url, beside=beside_rows(task.url) or {})
     shard_errors: list[dict] = []
-    samples = _read(task, decoder, shard_errors)
+    fingerprint = Fingerprint()
+    samples = _read(task, decoder, shard_errors, fingerprint)
     while outcomes := list(map_fn(prepare, islice(samples, batch_size - len(batch["rows"])))):
         for outcome in outcomes:
             _add(batch, outcome)
@@ -56,14 +59,14 @@ def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Ca
             yield batch
             batch = _empty_batch(task)
     batch["errors"].extend(shard_errors)
-    batch["last"] = True
+    batch["last"], batch["source"] = True, fingerprint.identity
     yield batch
 
 
-def _read(task: ShardTask, decoder: Decoder, shard_errors: list[dict]) -> Iterator:
+def _read(task: ShardTask, decoder: Decoder, shard_errors: list[dict], fingerprint: Fingerprint) -> Iterator:
     """The shard's samples; a shard that cannot be opened adds its error row to shard_errors."""
     try:
-        with open_shard(task.url) as stream:
+        with open_shard(task.url, fingerprint) as stream:
             yield from iter_samples(stream, decoder.allow_unsafe_names)
     except OSError as exc:  # read failures inside the tar are the samples' errors (iter_samples)
         detail = f"{type(exc).__name__}: {exc}"
@@ -73,7 +76,7 @@ def _read(task: ShardTask, decoder: Decoder, shard_errors: list[dict]) -> Iterat
 def _empty_batch(task: ShardTask) -> dict:
     """images: the preprocessed inputs of the rows not in jpeg_rows; jpegs: the raw JPEGs of jpeg_rows."""
     return {"index": task.index, "shard": task.url, "images": [], "rows": [], "errors": [], "last": False,
-            "jpegs": [], "jpeg_rows": []}
+            "jpegs": [], "jpeg_rows": [], "source": None}
 
 
 @dataclass(frozen=True)

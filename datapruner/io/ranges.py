@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator
 
-import fsspec
-
 from datapruner.errors import DataprunerError
-from datapruner.io.shards import GZIP_MAGIC, open_shard
+from datapruner.io.shards import GZIP_MAGIC, open_raw, open_shard
 
 MAX_READ = 64 << 20  # adjacent ranges are read together up to this many bytes
 SKIP_CHUNK = 1 << 20
@@ -23,7 +21,7 @@ def read_ranges(shard: str, ranges: list[tuple[int, int]]) -> Iterator[bytes]:
     shard's end raises DataprunerError naming the shard and offset. A gzip shard is found by its magic
     bytes, whatever its name."""
     if not shard.startswith("pipe:"):
-        with fsspec.open(shard, "rb") as f:
+        with open_raw(shard) as f:
             if f.read(2) != GZIP_MAGIC:
                 yield from _read_seeked(f, shard, ranges)
                 return

@@ -255,7 +255,7 @@ class RunDir:
             for other in others:
                 current = _load_json(other)
                 if current and not _dead(current):
-                    raise _in_use(self.root, current)
+                    raise _in_use(self.root, current, other)
             self.remove_dead_temps(any_host=scope is None)
             yield
         finally:
@@ -276,6 +276,19 @@ class RunDir:
         return removed
 
 
+def refuse_if_held(root: Path) -> None:
+    """RunInUse when a live process holds RUN's lock (or one of its groups'), with the lock's own message."""
+    for path in [root / LOCK, *sorted(root.glob(f"{LOCK}.*"))]:
+        holder = _load_json(path)
+        if holder and not _dead(holder):
+            raise _in_use(root, holder, path)
+
+
+def lock_or_temp(name: str) -> bool:
+    """A lock or a temp file: all a process creating a run has written before its run.json."""
+    return name == LOCK or name.startswith(f"{LOCK}.") or TEMP_NAME.match(name) is not None
+
+
 def _take(path: Path, holder: dict) -> None:
     """Create `path` holding `holder`, atomically (a hard link of a complete temp file)."""
     tmp = temp_path(path)
@@ -288,17 +301,18 @@ def _take(path: Path, holder: dict) -> None:
             except FileExistsError:
                 current = _load_json(path)
                 if current is None or not _dead(current):
-                    raise _in_use(path.parent, current) from None
+                    raise _in_use(path.parent, current, path) from None
                 path.unlink(missing_ok=True)  # a killed holder's lock: take it over
-        raise _in_use(path.parent, _load_json(path))
+        raise _in_use(path.parent, _load_json(path), path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _in_use(root: Path, holder: dict | None) -> RunInUse:
+def _in_use(root: Path, holder: dict | None, lock: Path) -> RunInUse:
     who = (f"pid {holder['pid']} on {holder['host']} ({holder.get('command', '?')}, since {holder.get('since', '?')})"
            if holder else "another process")
-    return RunInUse(f"{root} is in use by {who}; wait for it to finish, or use another --out")
+    return RunInUse(f"{root} is in use by {who}, which holds its lock {lock.name}; wait for it to finish, or use "
+                    "another --out")
 
 
 def _load_json(path: Path):

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import stat
 import subprocess
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator
@@ -15,6 +16,7 @@ import fsspec
 from braceexpand import braceexpand
 
 from datapruner.errors import DataprunerError
+from datapruner.io.ownership import local_path
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +144,11 @@ def _env_name(protocol: str) -> str:
 
 
 @contextmanager
-def open_shard(url: str) -> Iterator[BinaryIO]:
+def open_shard(url: str, fingerprint=None) -> Iterator[BinaryIO]:
     """A readable binary stream of one shard's tar, decompressed when it is gzip (whatever its name);
-    byte offsets of samples refer to this stream. pipe: only reaches here when it was allowed."""
+    byte offsets of samples refer to this stream. pipe: only reaches here when it was allowed.
+    A `fingerprint` (io/identity.Fingerprint) hashes the stored bytes as they are read and, once the block
+    has read what it wants, the rest: its identity is the shard's."""
     if url.startswith("pipe:"):
         proc = subprocess.Popen(url[len("pipe:"):], shell=True, stdout=subprocess.PIPE)
         try:
@@ -154,8 +158,47 @@ def open_shard(url: str) -> Iterator[BinaryIO]:
             proc.stdout.close()
             proc.wait()
         return
-    with fsspec.open(url, "rb") as f, _decompressed(f) as stream:
+    with open_raw(url) as f, _decompressed(fingerprint.reading(f, url) if fingerprint else f) as stream:
         yield stream
+        if fingerprint:
+            fingerprint.finish()
+
+
+class NotARegularFile(OSError):
+    """A local shard that is a FIFO, a device, a socket or a folder: a FIFO opened for reading waits for a
+    writer, and a device never ends."""
+
+
+@contextmanager
+def open_raw(url: str) -> Iterator[BinaryIO]:
+    """The shard's bytes as stored (gzip stays compressed). A local path must be a regular file."""
+    path = local_path(url)
+    if path is None:
+        with fsspec.open(url, "rb") as f:
+            yield f
+        return
+    with _open_regular(path) as f:
+        yield f
+
+
+def _open_regular(path) -> BinaryIO:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO's open returns at once
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(f"{path} is {file_kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 @contextmanager

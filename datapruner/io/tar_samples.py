@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import tarfile
 import zlib
@@ -71,6 +72,18 @@ def iter_samples(stream: BinaryIO, allow_unsafe_names: bool = False) -> Iterator
     yield from _last(current, problem, seen)
     if problem is None and (after := _after_the_end(stream)):
         yield Sample(key=SHARD_KEY, offset=0, error=after)
+
+
+def leading_key(data: bytes) -> str | None:
+    """The key of the member whose tar header (pax or GNU long-name headers included) starts `data`, a
+    sample's byte range; None when `data` does not start with the header of a file member."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+            member = tar.next()
+    except _READ_ERRORS:
+        return None
+    parts = split_name(storable_name(member.name)) if member is not None and member.isfile() else None
+    return parts[0] if parts else None
 
 
 def _watching(failures: list) -> type[tarfile.TarInfo]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 from datapruner.embed.decode import UnusableSample, decode_image, image_bytes
 from datapruner.errors import DataprunerError
+from datapruner.io.identity import Sources
 from datapruner.io.ranges import read_ranges
 from datapruner.io.tar_samples import iter_samples
 
 END_OF_ARCHIVE = b"\0" * 1024
+log = logging.getLogger(__name__)
 
 
 def thumbnail_uri(shard: str, offset: int, length: int, size: int = 96, max_pixels: int | None = None) -> str | None:
@@ -38,10 +41,13 @@ def thumbnail_uri(shard: str, offset: int, length: int, size: int = 96, max_pixe
 
 
 
-def figure(row: dict, metric: str | None, size: int = 96, max_pixels: int | None = None) -> dict:
-    """What the template shows of one sample: its thumbnail (or None), caption, key, score and status."""
+def figure(row: dict, metric: str | None, size: int = 96, max_pixels: int | None = None,
+           sources: Sources | None = None) -> dict:
+    """What the template shows of one sample: its thumbnail (or None: also when `sources` says its shard
+    changed since it was embedded), caption, key, score and status."""
     uri = None
-    if row.get("offset") is not None and row.get("length") is not None:
+    unchanged = sources is None or not sources.change(row.get("shard", ""))
+    if unchanged and row.get("offset") is not None and row.get("length") is not None:
         try:
             uri = thumbnail_uri(row["shard"], row["offset"], row["length"], size, max_pixels)
         except OSError:
@@ -53,3 +59,9 @@ def figure(row: dict, metric: str | None, size: int = 96, max_pixels: int | None
             "score": None if score is None else f"{score:.4g}", "kept": bool(row.get("kept")),
             "reason": row.get("reason", ""), "cluster": row.get("cluster"), "label": row.get("label"),
             "similarity": None if row.get("similarity") is None else f"{row['similarity']:.4f}"}
+
+
+def warn_hidden(sources: Sources) -> None:
+    """One warning per source shard whose thumbnails were not shown because it changed."""
+    for shard, change in sources.changed().items():
+        log.warning("the report shows no thumbnails of %s: it changed since it was embedded (%s)", shard, change)

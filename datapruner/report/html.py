@@ -17,11 +17,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datapruner.io.atomic import write_text
+from datapruner.io.identity import Sources
 from datapruner.io.rundir import RunDir
 from datapruner.report import facts, plots, space
 from datapruner.report.data import Manifest, load_manifest, rows_of
 from datapruner.report.dedup import duplicate_groups
-from datapruner.report.gallery import figure
+from datapruner.report.gallery import figure, warn_hidden
 from datapruner.report.invalid import invalid_examples
 
 LAYOUT = "report-2: one page, inline plots"
@@ -53,7 +54,8 @@ def context(run: RunDir, seed: int, max_pixels: int | None, clusters_shown: int)
     versus = space.comparison(run, manifest, seed, sample)
     clusters = cluster_rows(run, manifest, versus["random_per_cluster"])
     shown = largest_clusters(manifest, clusters_shown)
-    return {
+    sources = Sources(run)  # a shard changed since it was embedded shows no thumbnails
+    values = {
         "title": f"datapruner report: {Path(str(run.read_run_json().get('source', run.root))).name}",
         "policy": facts.policy_words(summary),
         "facts": facts.run_facts(run, manifest),
@@ -65,9 +67,9 @@ def context(run: RunDir, seed: int, max_pixels: int | None, clusters_shown: int)
                                             versus["random_per_cluster"]) if summary["clusters"]["size"] else None,
         "clusters": clusters,
         "cluster_columns": _cluster_columns(clusters),
-        "galleries": [gallery(manifest, c, metric, max_pixels) for c in shown],
-        "duplicates": [{"kept": figure(g["kept"], "semdedup", max_pixels=max_pixels),
-                        "copies": [figure(r, "semdedup", max_pixels=max_pixels) for r in g["copies"]],
+        "galleries": [gallery(manifest, c, metric, max_pixels, sources) for c in shown],
+        "duplicates": [{"kept": figure(g["kept"], "semdedup", max_pixels=max_pixels, sources=sources),
+                        "copies": [figure(r, "semdedup", max_pixels=max_pixels, sources=sources) for r in g["copies"]],
                         "more": g["more"]} for g in duplicate_groups(run, manifest, seed)],
         "semdedup_used": any(f.get("name") == "semdedup" for f in summary.get("policy", {}).get("filters", [])),
         "invalid": invalid_examples(run),
@@ -78,6 +80,8 @@ def context(run: RunDir, seed: int, max_pixels: int | None, clusters_shown: int)
         "valid": manifest.n,
         "seed": seed,
     }
+    warn_hidden(sources)
+    return values
 
 
 def _written(run: RunDir) -> dict | None:
@@ -145,7 +149,8 @@ def largest_clusters(manifest: Manifest, count: int) -> list[int]:
     return [int(c) for c in np.argsort(-sizes, kind="stable")[:count] if sizes[c] > 0]
 
 
-def gallery(manifest: Manifest, cluster: int, metric: str | None, max_pixels: int | None) -> dict:
+def gallery(manifest: Manifest, cluster: int, metric: str | None, max_pixels: int | None,
+            sources: Sources | None = None) -> dict:
     """A cluster's kept and dropped samples, highest score first, at most PER_ROW of each."""
     mine = manifest.cluster == cluster
     score = manifest.column(f"score_{metric}") if metric else None
@@ -155,6 +160,6 @@ def gallery(manifest: Manifest, cluster: int, metric: str | None, max_pixels: in
         idx = np.flatnonzero(mine & (manifest.kept == flag))
         if score is not None:
             idx = idx[np.lexsort((idx, -np.nan_to_num(score[idx].astype(np.float64), nan=-np.inf)))]
-        figures = [figure(r, metric, max_pixels=max_pixels) for r in rows_of(manifest, idx[:PER_ROW])]
+        figures = [figure(r, metric, max_pixels=max_pixels, sources=sources) for r in rows_of(manifest, idx[:PER_ROW])]
         out["rows"].append({"label": label, "count": len(idx), "figures": figures})
     return out

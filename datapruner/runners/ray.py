@@ -30,10 +30,12 @@ AUTH_HINT = ("if the cluster uses token authentication (the default of `ray star
 def connect(cfg: Config) -> None:
     """Join cfg.ray_address (or RAY_ADDRESS, or a new local Ray) unless this process already has.
 
-    Against an existing cluster the token is found the way Ray's own CLI finds it (`ray start`,
-    `ray status`): with RAY_AUTH_MODE unset, a token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
-    ~/.ray/auth_token turns token authentication on. A cluster that cannot be reached, or refuses us,
-    is one DataprunerError within seconds, saying what to set."""
+    Against an existing cluster, datapruner first joins as a plain `ray.init(address=...)` does (token
+    authentication only when RAY_AUTH_MODE says so). A cluster that refuses that is tried again with the
+    token Ray's own CLI would use (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; the default of
+    `ray start --head`). Turning token mode on for a cluster without it lets the driver join but leaves
+    every actor dead before it starts, so a token on this machine is never taken as the cluster's mode. A
+    cluster that cannot be reached, or refuses us, is one DataprunerError within seconds, saying what to set."""
     import ray
 
     if ray.is_initialized():
@@ -45,9 +47,22 @@ def connect(cfg: Config) -> None:
         log.info("ray cluster: %s", ray.cluster_resources())
         return
     check_reachable(address)
+    explicit = os.environ.get("RAY_AUTH_MODE") is not None
+    try:
+        join(address, kwargs)
+    except DataprunerError:
+        if explicit or not use_token_like_ray_cli():
+            raise
+        ray.shutdown()
+        join(address, kwargs)
+    log.info("ray cluster: %s", ray.cluster_resources())
+
+
+def join(address: str, kwargs: dict) -> None:
+    import ray
+
     try:
         with connect_timeout(), quiet_stderr() as captured:
-            use_token_like_ray_cli()
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ray.exceptions.RaySystemError) as exc:
         raise connection_error(address, exc, captured.text) from None
@@ -55,7 +70,6 @@ def connect(cfg: Config) -> None:
         if "auth" not in type(exc).__name__.lower():
             raise
         raise connection_error(address, exc, captured.text) from None
-    log.info("ray cluster: %s", ray.cluster_resources())
 
 
 def check_reachable(address: str) -> None:
@@ -75,19 +89,19 @@ def check_reachable(address: str) -> None:
                               "RAY_ADDRESS), or leave both unset to start a local Ray") from None
 
 
-def use_token_like_ray_cli() -> None:
+def use_token_like_ray_cli() -> bool:
     """What `ray start` does before it talks to a cluster: with RAY_AUTH_MODE unset, a token that exists
-    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) turns token authentication on
-    (ray.init does this only for address=auto)."""
+    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) turns token authentication on. Returns whether
+    token authentication is now on."""
     if os.environ.get("RAY_AUTH_MODE") is not None:
-        return
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
     except ImportError:  # a Ray without token authentication
-        return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        return False
+    return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextmanager

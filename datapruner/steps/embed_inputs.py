@@ -128,8 +128,18 @@ def record(run: RunDir, cfg: Config) -> None:
 
         precomputed = resolve(cfg).to_dict()
     # the run writes its own embeddings from precomputed ones too (embed/precomputed.py): no linked folder
-    run.update_run_json(embed={"inputs": wanted, "token": token or token_of(wanted)}, embeddings_dir=None,
+    run.update_run_json(embed={"inputs": wanted, "token": token or new_token(run, cfg, wanted)}, embeddings_dir=None,
                         precomputed=precomputed)
+
+
+def new_token(run: RunDir, cfg: Config, inputs: dict) -> str:
+    """The token of these inputs; with --re-embed, of the shards' sizes and stamps now as well, so that a shard
+    that changed since it was embedded is embedded again (io/identity.py), and everything after it."""
+    if not cfg.re_embed:
+        return token_of(inputs)
+    from datapruner.io.identity import source_stamps
+
+    return token_of(inputs, source_stamps(run.shards()))
 
 
 def describe_change(old: dict, new: dict) -> str:

@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import atomic_path, save_parquet, write_json
+from datapruner.io.identity import SourceChanged, Sources, remedy
 from datapruner.io.ranges import read_ranges
 from datapruner.io.rundir import RunDir, output_name
 from datapruner.io.shards import open_shard, refuse_pipe
-from datapruner.io.tar_samples import iter_samples
+from datapruner.io.tar_samples import iter_samples, leading_key
 from datapruner.select.scores import source_columns
 
 END_OF_ARCHIVE = b"\0" * 1024
@@ -31,12 +32,15 @@ NAMES_KEY = b"datapruner.output_shards"  # the plan's schema metadata: output sh
 
 def write_plan(run: RunDir, allow_pipe: bool = False, allow_unsafe_names: bool = False) -> pa.Table:
     """Kept rows in source order (shard index, then offset), with byte ranges filled in and the source's
-    metadata columns (for each output shard's parquet)."""
+    metadata columns (for each output shard's parquet). A source shard that changed since it was embedded
+    is refused before any is read."""
     carried = source_columns(pq.read_schema(run.keep_parquet).names)
     # only the kept rows are materialised (pyarrow filters each row group as it reads it)
     kept = pq.read_table(run.keep_parquet, columns=["shard", "key", "offset", "length", *carried],
                          filters=[("kept", "==", True)])
-    refuse_pipe_shards(run, kept.column("shard").unique().to_pylist(), str(run.keep_parquet), allow_pipe)
+    named = kept.column("shard").unique().to_pylist()
+    refuse_pipe_shards(run, named, str(run.keep_parquet), allow_pipe)
+    Sources(run).refuse_changed(named)
     kept = _fill_missing_ranges(kept, allow_unsafe_names)
     shard_index = pc.index_in(kept.column("shard"), value_set=pa.array(run.shards(), pa.string()))
     if shard_index.null_count:
@@ -127,9 +131,12 @@ def outputs(run: RunDir, part: str) -> list:
 
 
 def write_shards(run: RunDir, part_ids: list[str], allow_pipe: bool):
-    """Output shards `part_ids` of the plan, each yielded once its tar, parquet and stats are written."""
+    """Output shards `part_ids` of the plan, each yielded once its tar, parquet and stats are written. The
+    source shards they read are checked first: a changed one is refused before any output is written."""
     plan_file = pq.ParquetFile(run.write_plan)
     index = {name: j for j, name in enumerate(plan_names(run.write_plan))}
+    read = plan_file.read_row_groups([index[part] for part in part_ids], columns=["shard"]).column("shard")
+    Sources(run).refuse_changed(read.unique().to_pylist())
     for part in part_ids:
         rows = plan_rows(plan_file, index[part])
         refuse_pipe_shards(run, rows.column("shard").unique().to_pylist(), str(run.write_plan), allow_pipe)
@@ -143,18 +150,31 @@ def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:
 
 def write_one(run: RunDir, name: str, rows: pa.Table) -> int:
     """Output shard `name`: its plan rows' byte ranges, copied, then the end-of-archive blocks; then its
-    parquet and its stats (the tar first: a stats file present means its shard is)."""
+    parquet and its stats (the tar first: a stats file present means its shard is). A range that does not
+    start with its sample's tar header stops the shard (its temp file is removed, nothing is marked)."""
     sources = []
+    columns = [rows.column(c).to_pylist() for c in ("shard", "key", "offset", "length")]
     with atomic_path(run.shard(name)) as tmp, open(tmp, "wb") as out:
-        for shard, group in groupby(zip(rows.column("shard").to_pylist(), rows.column("offset").to_pylist(),
-                                        rows.column("length").to_pylist()), key=lambda r: r[0]):
-            for data in read_ranges(shard, [(o, n) for _, o, n in group]):
+        for shard, group in groupby(zip(*columns), key=lambda r: r[0]):
+            group = list(group)
+            for (_, key, offset, _), data in zip(group, read_ranges(shard, [(o, n) for _, _, o, n in group])):
+                check_sample_bytes(run, name, shard, key, offset, data)
                 out.write(data)
             sources.append(shard)
         out.write(END_OF_ARCHIVE)
     save_parquet(run.shard_parquet(name), shard_rows(rows))
     write_json(run.shard_stats(name), shard_stats(rows.num_rows, run.shard(name).stat().st_size, sources))
     return rows.num_rows
+
+
+def check_sample_bytes(run: RunDir, name: str, shard: str, key: str, offset: int, data: bytes) -> None:
+    """Defence in depth beside the identity check: the bytes copied for sample `key` must start with the tar
+    header of a member of `key` (a shard replaced by one of the same size and time would not)."""
+    found = leading_key(data)
+    if found != key:
+        what = f"sample {found!r}" if found is not None else "no tar header of a sample"
+        raise SourceChanged(f"{name}.tar was not written: the bytes at offset {offset} of {shard} hold {what}, not "
+                            f"sample {key!r}, so the shard changed since it was embedded; {remedy(run)}")
 
 
 def shard_rows(rows: pa.Table) -> pa.Table:

@@ -50,6 +50,6 @@ def test_threads_decode_the_batches_the_workers_make(tmp_path):
 def test_a_model_on_the_cpu_takes_its_batches_from_threads(tmp_path):
     clip = load_clip("datapruner-tiny", "none", "cpu", "fp32")
     decoder = Decoder(worker_preprocess(clip.preprocess), clip.image_size)
-    source = batch_source(_shards(tmp_path), decoder, Config(batch_size=3), clip)
+    source = batch_source(_shards(tmp_path), decoder, 3, Config().num_workers, clip)
     assert source.gi_code is threaded_batches.__code__
     assert sum(len(b["rows"]) for b in source) == 11

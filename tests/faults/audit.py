@@ -38,9 +38,18 @@ class Row:
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, str]:
-    """sha256 of every file under root, except under `skip`."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    """sha256 of every readable regular file under root, except under `skip` (FIFOs, devices and links
+    that loop are not files; an unreadable one is known by its size and time)."""
+    return {str(p.relative_to(root)): fingerprint(p)
             for p in sorted(root.rglob("*")) if p.is_file() and not p.is_relative_to(skip)}
+
+
+def fingerprint(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except PermissionError:
+        st = path.stat()
+        return f"unreadable {st.st_size} {st.st_mtime_ns}"
 
 
 def output_samples(run: Path) -> dict[str, list[dict[str, bytes]]]:

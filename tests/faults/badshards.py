@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import struct
 import tarfile
 import zlib
@@ -266,6 +267,20 @@ def skipped_files(src: Path, prefix: str) -> Expected:
                     skipped={prefix + "-README.md", prefix + "-extra.zip"})
 
 
+def not_a_file(make: Callable[[Path], None]):
+    """A SRC entry named like a shard that cannot be read as one: a "cannot open shard" row, never a hang
+    (a FIFO opened for reading waits for a writer, a device never ends) nor a traceback."""
+    def build(src: Path, prefix: str) -> Expected:
+        make(src / f"{prefix}.tar")
+        return Expected(shard_errors={f"{prefix}.tar": ("cannot open shard",)})
+    return build
+
+
+def unreadable(path: Path) -> None:
+    path.write_bytes(tar_bytes(plain(path.stem, 2)))
+    path.chmod(0)
+
+
 def empty_tar(src: Path, prefix: str) -> Expected:
     write(src, prefix + ".tar", tar_bytes([]))
     return Expected()
@@ -310,6 +325,10 @@ CASES = [
     Case("garbage-after-samples", garbage_after_samples),
     Case("empty-file", whole_shard_fault(b"", "truncated shard", "corrupt shard")),
     Case("random-bytes", whole_shard_fault(bytes(range(256)) * 8, "corrupt shard")),
+    Case("symlink-loop", not_a_file(lambda path: path.symlink_to(path.name))),
+    Case("fifo", not_a_file(os.mkfifo)),
+    Case("device", not_a_file(lambda path: path.symlink_to("/dev/zero"))),
+    *([Case("unreadable", not_a_file(unreadable))] if os.geteuid() != 0 else []),  # root reads it anyway
 ]
 
 

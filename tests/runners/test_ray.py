@@ -72,7 +72,8 @@ def _cli_score(source: Path, run: Path, address: str) -> list[str]:
             "--device", "cpu", "--clusters", "4", "--shard-size", "25", "--ray-address", address, "-q"]
 
 
-def _wait_for(condition, exit_code, what: str, timeout: float = 60) -> None:
+def _wait_for(condition, exit_code, what: str, timeout: float = 600) -> None:
+    """A guard against a hang, not a speed check: a loaded machine may take minutes to embed a shard."""
     deadline = time.time() + timeout
     while not condition():
         assert exit_code() is None, f"the run ended before {what}"

@@ -166,3 +166,32 @@ def test_no_cluster_at_the_address_is_one_line_before_ray_is_joined(source, tmp_
     hint = [line for line in proc.stderr.splitlines() if "ray start --head" in line]
     assert hint == proc.stderr.strip().splitlines() and "no Ray cluster answers at" in hint[0], proc.stderr[-3000:]
     assert not (tmp_path / "run/embeddings").exists()
+
+
+@pytest.fixture(scope="module")
+def nodes_without_auth():
+    """A head and two worker nodes made by Ray's own test cluster (separate raylets, no token authentication)."""
+    from ray.cluster_utils import Cluster
+
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            made.add_node(num_cpus=1)
+        made.wait_for_nodes()
+        yield made.address
+    finally:
+        made.shutdown()
+
+
+def test_a_cluster_without_token_auth_works_from_a_machine_that_has_a_token(nodes_without_auth, cluster, source,
+                                                                             tmp_path):
+    """A token in ~/.ray/auth_token (this module's head node made one) must not switch token mode on for a
+    cluster that does not use it: its actors would die before they start (ActorDiedError)."""
+    local = tmp_path / "local"
+    api.score(str(source), local, 0.3, cfg(), progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.run(cli_score(source, run, nodes_without_auth), env=clean_env(cluster["home"]),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ActorDiedError" not in proc.stderr
+    assert tree(run) == tree(local)

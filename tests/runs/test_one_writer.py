@@ -64,3 +64,32 @@ def test_a_second_writer_is_refused_and_a_killed_one_resumes_identically(tmp_pat
     subprocess.run(score(src, run), check=True, capture_output=True)
     assert tree(run) == tree(full)
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name] and not (run / "_lock").exists()
+
+
+def test_a_new_out_another_process_is_creating_is_refused_naming_its_lock_and_pid(tmp_path):
+    """Two commands started at once on a new --out: the second finds the first's lock (and its temp file)
+    but no run.json yet, and is refused with the lock's own message, not as a folder that is not a run."""
+    import json
+
+    from datapruner.io.ownership import check_out
+
+    src = tmp_path / "src"
+    write_shards(src, n_shards=1, per_shard=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (run / "_lock").write_text(json.dumps({"pid": holder.pid, "host": HOST, "command": "score",
+                                               "since": "2026-01-01T00:00:00"}))
+        (run / f".run.json.tmp-{HOST}-{holder.pid}").write_text("{")
+        before = sorted(p.name for p in run.iterdir())
+        second, imported = run_cli(score_args(src, run))
+        assert second.returncode == 2 and not imported
+        message = second.stderr.strip().splitlines()
+        assert len(message) == 1 and f"pid {holder.pid}" in message[0] and "_lock" in message[0]
+        assert "in use" in message[0] and "not a datapruner run" not in message[0]
+        assert sorted(p.name for p in run.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    check_out(run)  # the holder is dead: its lock and temp file are no one's, and the lock is taken over
