@@ -168,19 +168,38 @@ def test_no_cluster_at_the_address_is_one_line_before_ray_is_joined(source, tmp_
     assert not (tmp_path / "run/embeddings").exists()
 
 
-@pytest.fixture(scope="module")
-def nodes_without_auth():
-    """A head and two worker nodes made by Ray's own test cluster (separate raylets, no token authentication)."""
-    from ray.cluster_utils import Cluster
+NODES_WITHOUT_AUTH = """
+import sys, time
+from ray.cluster_utils import Cluster
+made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+for _ in range(2):
+    made.add_node(num_cpus=1)
+made.wait_for_nodes()
+open(sys.argv[1], "w").write(made.address)
+time.sleep(3600)
+"""
 
-    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+
+@pytest.fixture(scope="module")
+def nodes_without_auth(tmp_path_factory):
+    """A head and two worker nodes made by Ray's own test cluster (separate raylets), in a process of their own
+    whose environment turns token authentication off (this process may have turned it on for another test)."""
+    root = tmp_path_factory.mktemp("nodes_without_auth")
+    (root / "home").mkdir()
+    env = {**clean_env(root / "home"), "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-c", NODES_WITHOUT_AUTH, str(root / "address")], env=env,
+                            stdout=open(root / "log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        for _ in range(2):
-            made.add_node(num_cpus=1)
-        made.wait_for_nodes()
-        yield made.address
+        deadline = time.time() + START_TIMEOUT_S
+        while not (root / "address").exists():
+            assert proc.poll() is None, (root / "log").read_text()[-3000:]
+            assert time.time() < deadline, "the test cluster did not start in time"
+            time.sleep(0.5)
+        time.sleep(0.5)  # the address is written in one call; let it land
+        yield (root / "address").read_text()
     finally:
-        made.shutdown()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_a_cluster_without_token_auth_works_from_a_machine_that_has_a_token(nodes_without_auth, cluster, source,
