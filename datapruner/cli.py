@@ -18,56 +18,72 @@ from datapruner.cli_logging import cli_logging
 from datapruner.errors import DataprunerError
 from datapruner.summary_text import one_screen, summary_lines, verify_lines
 
+# click's plain help: full option names and their defaults at any width (rich's tables cut names at 80 columns)
 app = typer.Typer(help="Prune image-text WebDataset datasets: embed, cluster, score, select, write.",
-                  no_args_is_help=True, add_completion=True)
+                  no_args_is_help=True, add_completion=True, rich_markup_mode=None)
+
+
+def _opt(name: str, *flags: str, help: str, shown: str | None = None):
+    """An option for Config field `name`: None when not given (config files apply), and --help shows the
+    field's default (or `shown`)."""
+    default = getattr(Config, name, None)
+    return typer.Option(None, *flags, help=help, show_default=shown or ("none" if default is None else str(default)))
+
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML preset (configs/*.yaml), repeatable: a later file "
-                         "overrides an earlier one, and flags override the files.")
+                         "overrides an earlier one; files override the defaults shown here, flags override files.")
 OutOpt = typer.Option(..., "--out", "-o", help="Run directory.")
-ModelOpt = typer.Option(None, help="open_clip model name (e.g. ViT-B-32, datapruner-tiny).")
-PretrainedOpt = typer.Option(None, help="open_clip pretrained tag, a local checkpoint file, or 'none'.")
-BatchOpt = typer.Option(None, "--batch-size", help="Images per model batch.")
-WorkersOpt = typer.Option(None, "--num-workers", help="Decode worker processes beside a GPU model (on the CPU, decode takes every core in turns with the model).")
+ModelOpt = _opt("model", help="open_clip model name (e.g. ViT-B-32, datapruner-tiny).")
+PretrainedOpt = _opt("pretrained", help="open_clip pretrained tag, a local checkpoint file, or 'none'.")
+PrecisionOpt = _opt("precision", "--precision", help="auto, bf16, fp16 or fp32 (auto: bf16 where the GPU or CPU "
+                    "computes it natively, else fp16 on a GPU, fp32 on a CPU).")
+BatchOpt = _opt("batch_size", "--batch-size", help="Images per model batch.")
+WorkersOpt = _opt("num_workers", "--num-workers", help="Decode worker processes beside a GPU model (on the CPU, "
+                  "decode takes every core in turns with the model).")
 PipeOpt = typer.Option(None, "--allow-pipe/--no-allow-pipe", help="Allow pipe: sources (runs shell commands).")
 ReEmbedOpt = typer.Option(False, "--re-embed", help="Replace RUN's embeddings when the model or another embed input "
                           "changed (otherwise such a rerun is refused).")
 EmbeddingsOpt = typer.Option(None, "--embeddings", help="Precomputed embeddings dir (clip-retrieval / embedding-reader, "
                              "LAION or DataComp layout, found from the files): skip embedding.")
-LayoutOpt = typer.Option(None, "--embeddings-layout", help="auto, embedding-reader, laion or datacomp.")
-JoinKeyOpt = typer.Option(None, "--join-key", help="Column joining embeddings rows to shard samples: auto, key, "
-                          "image_path, uid or url.")
-EmbColumnOpt = typer.Option(None, "--embeddings-column", help="DataComp npz array to use (e.g. l14_img).")
-KeepOpt = typer.Option(None, "--keep", "-k", help="Fraction of valid samples to keep, in [0, 1].")
-MetricOpt = typer.Option(None, help="Metric that orders samples (datapruner.metrics.available()).")
-OrderOpt = typer.Option(None, help="hard (keep high scores), easy (keep low scores) or random.")
-BudgetOpt = typer.Option(None, help="global, cluster (uniform per-cluster quotas) or a registered budget.")
-ClustersOpt = typer.Option(None, "--clusters", help="k for k-means (default: sqrt(N)).")
-SeedOpt = typer.Option(None, help="Seed for sampling, k-means and the random metric.")
-ShardSizeOpt = typer.Option(None, "--shard-size", help="Samples per pruned output shard.")
-RunnerOpt = typer.Option(None, "--runner", help="local or ray.")
-RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster address (implies --runner ray).")
-DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="Warnings and errors only: no INFO lines, no progress.")
+LayoutOpt = _opt("embeddings_layout", "--embeddings-layout", help="auto, embedding-reader, laion or datacomp.")
+JoinKeyOpt = _opt("join_key", "--join-key", help="Column joining embeddings rows to shard samples: auto, key, "
+                  "image_path, uid or url.")
+EmbColumnOpt = _opt("embeddings_column", "--embeddings-column", help="DataComp npz array to use (e.g. l14_img).",
+                    shown="the only image array")
+KeepOpt = _opt("keep", "--keep", "-k", help="Fraction of valid samples to keep, in [0, 1].")
+MetricOpt = _opt("metric", help="Metric that orders samples (datapruner.metrics.available()).")
+OrderOpt = _opt("order", help="hard (keep high scores), easy (keep low scores) or random.")
+BudgetOpt = _opt("budget", help="global, cluster (uniform per-cluster quotas) or a registered budget.")
+ClustersOpt = _opt("clusters", "--clusters", help="k for k-means.", shown="sqrt(N)")
+SeedOpt = _opt("seed", help="Seed for sampling, k-means and the random metric.")
+ShardSizeOpt = _opt("shard_size", "--shard-size", help="Samples per pruned output shard.")
+RunnerOpt = _opt("runner", "--runner", help="local or ray.")
+RayAddressOpt = _opt("ray_address", "--ray-address", help="Ray cluster address (implies --runner ray).")
+DeviceOpt = _opt("device", "--device", help="auto, cpu or cuda.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="datapruner's own warnings and errors only: no INFO lines, "
+                        "no progress, nothing from other libraries below an error.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug lines, and a traceback with every error.")
 JsonOpt = typer.Option(False, "--json", help="Print the summary as JSON (for machines) instead of for people.")
 FilterOpt = typer.Option(None, "--filter", help="Filter before the budget, repeatable, in order: NAME:KEY=VALUE[,...], "
                          "e.g. semdedup:eps=0.05, semdedup:fraction=0.2, clip_score:threshold=0.2, el2n:offset=0.05. "
-                         "Replaces the config file's filters.")
+                         "Replaces the config file's filters.", show_default="none")
 MetricOptionOpt = typer.Option(None, "--metric-option", help="Metric options, repeatable: NAME:KEY=VALUE[,...], "
                                "e.g. dbp:tau=0.05,neighbours=10 or el2n:models=2. Merged over the config file's.")
 
 
-def _config(paths, run: Path | None = None, **overrides) -> Config:
-    """Defaults, then (for a command on an existing RUN) the run's recorded config, then the files in
-    order (a later one overrides an earlier one), then flags."""
+def _config(paths, run: Path | None = None, embeds: bool = False, **overrides) -> Config:
+    """Defaults, then (for a command on an existing RUN) what it inherits from the run's recorded config
+    (config.inherited: the embed inputs and the layout, never the policy or a permission), then the files
+    in order (a later one overrides an earlier one), then flags. The embed inputs stay as recorded, unless
+    the command `embeds` (verify --src: what differs is then refused by the embed check)."""
+    from datapruner.config import inherited, with_recorded_embed_inputs
     from datapruner.io.rundir import RunDir
 
     if overrides.get("ray_address"):
         overrides["runner"] = "ray"
-    base = None
-    if run is not None and RunDir(run).exists():
-        base = RunDir(run).read_run_json().get("config")
-    return load_config(list(paths or []), base=base, **overrides)
+    recorded = RunDir(run).read_run_json().get("config") if run is not None and RunDir(run).exists() else None
+    cfg = load_config(list(paths or []), base=inherited(recorded), **overrides)
+    return cfg if embeds or recorded is None else with_recorded_embed_inputs(cfg, recorded)
 
 
 _state = {"started": 0.0}  # when the running command started (its summary says how long it took)
@@ -130,9 +146,9 @@ def _main(ctx: typer.Context,
 @app.command()
 @_one_line_errors
 def embed(src: str, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt, model: Optional[str] = ModelOpt,
-          pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
-          num_workers: Optional[int] = WorkersOpt, allow_pipe: Optional[bool] = PipeOpt,
-          device: Optional[str] = DeviceOpt, runner: Optional[str] = RunnerOpt,
+          pretrained: Optional[str] = PretrainedOpt, precision: Optional[str] = PrecisionOpt,
+          batch_size: Optional[int] = BatchOpt, num_workers: Optional[int] = WorkersOpt,
+          allow_pipe: Optional[bool] = PipeOpt, device: Optional[str] = DeviceOpt, runner: Optional[str] = RunnerOpt,
           ray_address: Optional[str] = RayAddressOpt, re_embed: bool = ReEmbedOpt,
           embeddings: Optional[str] = EmbeddingsOpt, embeddings_layout: Optional[str] = LayoutOpt,
           join_key: Optional[str] = JoinKeyOpt, embeddings_column: Optional[str] = EmbColumnOpt, quiet: bool = QuietOpt,
@@ -141,8 +157,8 @@ def embed(src: str, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt
     precomputed --embeddings to them."""
     from datapruner import api
 
-    cfg = _config(config, model=model, pretrained=pretrained, batch_size=batch_size, num_workers=num_workers,
-                  allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed,
+    cfg = _config(config, model=model, pretrained=pretrained, precision=precision, batch_size=batch_size,
+                  num_workers=num_workers, allow_pipe=allow_pipe, device=device, runner=runner, ray_address=ray_address, re_embed=re_embed,
                   embeddings=embeddings, embeddings_layout=embeddings_layout, join_key=join_key,
                   embeddings_column=embeddings_column)
     _finish("embed", api.embed(src, out, cfg, progress=not quiet), out, as_json)
@@ -165,8 +181,9 @@ def cluster(run: Path, config: Optional[list[Path]] = ConfigOpt, clusters: Optio
 def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config: Optional[list[Path]] = ConfigOpt,
           metric: Optional[str] = MetricOpt, order: Optional[str] = OrderOpt, budget: Optional[str] = BudgetOpt,
           clusters: Optional[int] = ClustersOpt, model: Optional[str] = ModelOpt,
-          pretrained: Optional[str] = PretrainedOpt, batch_size: Optional[int] = BatchOpt,
-          num_workers: Optional[int] = WorkersOpt, embeddings: Optional[str] = EmbeddingsOpt,
+          pretrained: Optional[str] = PretrainedOpt, precision: Optional[str] = PrecisionOpt,
+          batch_size: Optional[int] = BatchOpt, num_workers: Optional[int] = WorkersOpt,
+          embeddings: Optional[str] = EmbeddingsOpt,
           embeddings_layout: Optional[str] = LayoutOpt, join_key: Optional[str] = JoinKeyOpt,
           embeddings_column: Optional[str] = EmbColumnOpt,
           allow_pipe: Optional[bool] = PipeOpt, seed: Optional[int] = SeedOpt,
@@ -179,7 +196,8 @@ def score(src: str, keep: Optional[float] = KeepOpt, out: Path = OutOpt, config:
     from datapruner import api
 
     cfg = _config(config, keep=keep, metric=metric, order=order, budget=budget, clusters=clusters, model=model,
-                  pretrained=pretrained, batch_size=batch_size, num_workers=num_workers, embeddings=embeddings,
+                  pretrained=pretrained, precision=precision, batch_size=batch_size, num_workers=num_workers,
+                  embeddings=embeddings,
                   embeddings_layout=embeddings_layout, join_key=join_key, embeddings_column=embeddings_column,
                   allow_pipe=allow_pipe, seed=seed, shard_size=shard_size, device=device, runner=runner,
                   ray_address=ray_address, filters=_filters(filters), re_embed=re_embed)
@@ -242,12 +260,13 @@ def _parse(text: str, flag: str) -> dict:
 @app.command()
 @_one_line_errors
 def write(run: Path, config: Optional[list[Path]] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
-          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt, quiet: bool = QuietOpt,
-          verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
+          runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
+          allow_pipe: Optional[bool] = PipeOpt, quiet: bool = QuietOpt, verbose: bool = VerboseOpt,
+          as_json: bool = JsonOpt):
     """Copy RUN's kept samples byte for byte into RUN/shards."""
     from datapruner import api
 
-    cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address)
+    cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address, allow_pipe=allow_pipe)
     _finish("write", api.write(run, cfg, progress=not quiet), run, as_json)
 
 
@@ -311,15 +330,15 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            workers: Optional[int] = typer.Option(None, help="Student processes (default: the usable cores)."),
            results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where results go (default RUN/verify)."),
            embeddings: Optional[str] = EmbeddingsOpt, model: Optional[str] = ModelOpt,
-           pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt,
+           pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt, allow_pipe: Optional[bool] = PipeOpt,
            seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt,
            verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
     from datapruner import api
     from datapruner.verify.pipeline import VerifySpec
 
-    cfg = _config(config, run, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
-                  seed=seed, device=device)
+    cfg = _config(config, run, True, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
+                  seed=seed, device=device, allow_pipe=allow_pipe)
     spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
                       seeds=_csv(seeds, int, "--seeds"), kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"),
                       budget_modes=_csv(budget_modes), pools=_csv(pools, float, "--pools"), student=student,

@@ -1,12 +1,14 @@
-"""The CLI's logging: datapruner's INFO lines on stderr by default (-q: warnings and errors only; -v:
-debug), other libraries' at WARNING (INFO with -v), restored afterwards (a command run inside a test or
-a notebook)."""
+"""The CLI's logging: datapruner's INFO lines on stderr by default (-q: datapruner's warnings and errors
+only, datapruner/logs.py; -v: debug), other libraries' at WARNING (INFO with -v), restored afterwards (a
+command run inside a test or a notebook)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from contextlib import contextmanager
+
+from datapruner.logs import OursOrErrors, quiet_warnings
 
 # third-party loggers that speak at INFO about their own business: warnings only, unless -v
 NOISY = ("matplotlib", "PIL", "urllib3", "httpx", "httpcore", "huggingface_hub", "filelock", "fsspec", "asyncio",
@@ -37,13 +39,16 @@ def cli_logging(quiet: bool, verbose: bool):
     saved = (root.level, ours.level, [n.level for n in noisy])
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    if quiet and not verbose:
+        handler.addFilter(OursOrErrors())
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     ours.setLevel(level)
     for logger in noisy:
         logger.setLevel(logging.INFO if verbose else logging.WARNING)
     try:
-        yield
+        with quiet_warnings(quiet and not verbose):
+            yield
     finally:
         root.removeHandler(handler)
         root.setLevel(saved[0])

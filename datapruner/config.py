@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import yaml
 
 from datapruner.errors import DataprunerError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class Config:
     caption_field: str = "caption"  # json field used when a sample has no txt member
     label_field: str = "label"  # json field used when a sample has no cls member
     max_image_pixels: int = 200_000_000  # larger images are invalid (read from the header, before decoding)
+    # images in a format decoded only at full size (all but JPEG: PNG, WebP, …) over this many pixels are
+    # invalid: each costs seconds of a core and 4 bytes a pixel (JPEGs decode at a reduced scale)
+    max_full_decode_pixels: int = 4096 * 4096
     allow_unsafe_names: bool = False  # member names that would escape an extraction dir (../x, /x) are invalid
     # embedding
     model: str = "ViT-B-32"
@@ -83,7 +89,7 @@ class Config:
 
 
 def load_config(path: str | Path | list | tuple | None = None, base: dict | None = None, **overrides: Any) -> Config:
-    """Defaults, then `base` (a run's recorded config), then the YAML file(s) at `path` (one path or a
+    """Defaults, then `base` (what a command on a run inherits from its recorded config), then the YAML file(s) at `path` (one path or a
     list: each later file overrides the earlier ones, mappings such as metric_options merged key by key),
     then the overrides that are not None."""
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
@@ -93,6 +99,36 @@ def load_config(path: str | Path | list | tuple | None = None, base: dict | None
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Config)} - {"re_embed"}
     return Config().replace(**{**{k: v for k, v in (base or {}).items() if k in known}, **values})
+
+
+# A command on an existing run (cluster, select, write, report, verify) takes only these from the config
+# its run.json records (docs/design.md, Ownership). Everything else is this command's flags and config
+# files, or the default: the selection policy (metric, order, budget, filters, metric_options, metrics,
+# keep), the seed, where and how the work runs, and every permission (allow_pipe, allow_unsafe_names,
+# runner, ray_address, ray_runtime_env): what a run directory records never widens what runs.
+EMBED_INPUTS = ("model", "pretrained", "precision", "caption_field", "label_field", "max_image_pixels",
+                "max_full_decode_pixels", "embed_text", "embeddings", "embeddings_layout", "join_key",
+                "embeddings_column")  # what the run's embeddings are
+RUN_LAYOUT = ("clusters", "kmeans_sample", "kmeans_iters", "shard_size", "output_digits", "output_prefix")
+
+
+def inherited(recorded: dict | None) -> dict:
+    """What a command on an existing run takes from its recorded config: the embed inputs and the layout
+    of its clusters and pruned shards."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    return {k: v for k, v in (recorded or {}).items() if k in known and k in EMBED_INPUTS + RUN_LAYOUT}
+
+
+def with_recorded_embed_inputs(cfg: Config, recorded: dict | None) -> Config:
+    """`cfg` with the run's embed inputs as recorded, for a command that embeds nothing: a run's embeddings
+    are what they are, whatever its config files say (a warning names what they asked otherwise)."""
+    kept = {k: v for k, v in inherited(recorded).items() if k in EMBED_INPUTS}
+    ignored = sorted(k for k, v in kept.items() if getattr(cfg, k) != v)
+    if ignored:
+        log.warning("the run was embedded with %s: this command's %s do(es) not change its embeddings "
+                    "(`datapruner embed SRC --out RUN --re-embed` does)",
+                    ", ".join(f"{k}={kept[k]!r}" for k in ignored), ", ".join(ignored))
+    return cfg.replace(**kept)
 
 
 def _read_config_file(path: str | Path) -> dict:

@@ -45,6 +45,7 @@ def session(run: str | Path, cfg: Config, command: str, src: str | None = None, 
     check_out(rd.root, src, shards, [cfg.embeddings] if cfg.embeddings else [])
     if src is None:
         rd.read_run_json()  # a RUN-only command needs an existing run
+        _refuse_recorded_pipes(rd, cfg, command)
     with rd.lock(command, scope):
         _held.roots = held | {key}
         try:
@@ -57,6 +58,16 @@ def _list_source(src: str, cfg: Config) -> tuple[list[str], list[str]]:
     from datapruner.io.shards import list_source
 
     return list_source(src, allow_pipe=cfg.allow_pipe)
+
+
+def _refuse_recorded_pipes(rd: RunDir, cfg: Config, command: str) -> None:
+    """A command that copies source bytes (plan, write) reads a pipe: shard, which runs its shell command,
+    only when this command allows it (--allow-pipe): what run.json records never does."""
+    from datapruner.io.shards import refuse_pipe
+    from datapruner.validate import command_steps
+
+    if {"plan", "write"} & set(command_steps(command)):
+        refuse_pipe(rd.shards(), cfg.allow_pipe is True, str(rd.run_json))
 
 
 def _check_embeddings(cfg: Config, shards: list[str]) -> None:

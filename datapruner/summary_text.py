@@ -30,6 +30,9 @@ def summary_lines(title: str, summary: dict, run: Path, seconds: float) -> list[
     if removed.get("write"):
         lines.append(f"note      the pruned shards of the previous selection were removed ({removed['write']} file(s)): "
                      f"run `datapruner write {run}` to write this selection's")
+    if any(isinstance(step, dict) and step.get("cleanup_resumed") for step in summary.values()):
+        lines.append("note      an interrupted command had not finished removing the outputs it made stale: "
+                     "this one did, so RUN holds nothing its manifest does not")
     return lines
 
 

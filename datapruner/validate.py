@@ -112,6 +112,7 @@ def check_reading(cfg: Config) -> None:
         if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name):
             fail(cfg, name, "must be a json field name")
     integer(cfg, "max_image_pixels", 1)
+    integer(cfg, "max_full_decode_pixels", 1)
     if cfg.embeddings is not None:
         if not isinstance(cfg.embeddings, str) or not cfg.embeddings:
             fail(cfg, "embeddings", "must be a directory of precomputed embeddings")

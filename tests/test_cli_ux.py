@@ -24,6 +24,8 @@ from typer.testing import CliRunner
 
 import datapruner
 from datapruner.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
 from datapruner.config import load_config
 
 TINY_FLAGS = ["--model", "datapruner-tiny", "--pretrained", "none", "--num-workers", "0", "--batch-size", "8",
@@ -192,6 +194,12 @@ def test_an_unreachable_hub_fails_at_its_probe_with_one_line_saying_how_to_run_o
                             timeout=60, **{**env, "HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 2 and "not in the Hugging Face cache" in offline.stderr
     assert "open_clip" not in imported and not (tmp_path / "out2/embeddings").exists()
+    # following the hint on the same --out: the failed run embedded nothing, so it pinned no model
+    hinted, _ = cli(["score", str(src), "--keep", "0.3", "-o", str(tmp_path / "out"), "--num-workers", "0",
+                     "--config", str(ROOT / "configs/offline-demo.yaml"), "-q"], **env)
+    assert hinted.returncode == 0, hinted.stderr[-3000:]
+    recorded = json.loads((tmp_path / "out/run.json").read_text())["embed"]["inputs"]
+    assert (recorded["model"], recorded["pretrained"]) == ("datapruner-tiny", "none")
 
 
 LOAD_CACHED = """
@@ -227,3 +235,89 @@ def test_weights_in_the_cache_load_without_the_hub(tmp_path):
                                 env=env)
         assert result.returncode == 0 and "loaded 512" in result.stdout, result.stderr[-3000:]
         assert "Retrying" not in result.stderr
+
+
+# -q: datapruner's own warnings and errors only --------------------------------------------------------------
+
+OURS = re.compile(r"^\d\d:\d\d:\d\d (WARNING|ERROR|CRITICAL) datapruner[.:]")
+
+
+def _palette_png() -> bytes:
+    """A palette PNG whose transparency is bytes: PIL warns, once per image, when it becomes RGB."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("P", (24, 24))
+    img.putpalette([200, 30, 30, 30, 200, 30] + [0] * 762)
+    img.frombytes(bytes((i // 24 + i) % 2 for i in range(576)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", transparency=bytes([0, 255]))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def noisy_src(tmp_path_factory) -> Path:
+    """20 samples, 5 of them palette PNGs with byte transparency."""
+    root = tmp_path_factory.mktemp("noisy-src")
+    samples = [(f"{i:06d}", sample_members(i, i % 4, "png" if i % 4 == 0 else "jpg")) for i in range(20)]
+    for _, members in samples[::4]:
+        members["png"] = _palette_png()
+    write_tar(root / "shard-00000.tar", samples)
+    return root
+
+
+def test_quiet_shows_only_datapruners_own_warnings_and_errors(noisy_src, tmp_path):
+    quiet, _ = cli(["score", str(noisy_src), "--keep", "0.5", "-o", str(tmp_path / "q"), *TINY_FLAGS, "-q"])
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    foreign = [line for line in quiet.stderr.splitlines() if line.strip() and not OURS.match(line)]
+    assert not foreign, quiet.stderr[-3000:]
+    loud, _ = cli(["score", str(noisy_src), "--keep", "0.5", "-o", str(tmp_path / "loud"), *TINY_FLAGS])
+    assert loud.returncode == 0 and "pretrained=random init" in loud.stderr  # datapruner's own line says it
+    for noise in ("initialized randomly", "Palette images with Transparency"):
+        assert noise not in quiet.stderr and noise not in loud.stderr
+
+
+FOLLOW_DRIVER = """
+import logging, warnings
+from datapruner.logs import follow_driver
+follow_driver(int(__import__("sys").argv[1]))
+logging.warning("root warning from a library")
+logging.getLogger("somelib").warning("somelib warning")
+logging.getLogger("somelib").error("somelib error")
+logging.getLogger("datapruner.x").warning("our warning")
+logging.getLogger("datapruner.x").info("our info")
+warnings.warn("a library's python warning")
+"""
+
+
+def test_a_ray_actor_of_a_quiet_driver_drops_other_libraries_warnings():
+    """What runners/ray.py's Worker runs first (follow_driver), in a fresh process as an actor is."""
+    def run(level: int) -> str:
+        done = subprocess.run([sys.executable, "-c", FOLLOW_DRIVER, str(level)], capture_output=True, text=True,
+                              timeout=60, check=True)
+        return done.stderr
+
+    quiet = run(30)
+    assert "our warning" in quiet and "somelib error" in quiet
+    for gone in ("root warning", "somelib warning", "our info", "python warning"):
+        assert gone not in quiet, quiet
+    untouched = run(0)  # NOTSET: a library call, no CLI level to follow
+    assert "root warning" in untouched and "python warning" in untouched
+
+
+# --help -----------------------------------------------------------------------------------------------------
+
+def test_help_at_80_columns_shows_full_option_names_and_defaults():
+    result, imported = cli(["score", "--help"], COLUMNS="80")
+    assert result.returncode == 0 and not imported, result.stderr
+    text = result.stdout
+    assert all(len(line) <= 80 for line in text.splitlines()), max(text.splitlines(), key=len)
+    assert "…" not in text
+    for name in ("--embeddings-layout", "--embeddings-column", "--metric-option", "--precision", "--shard-size",
+                 "--num-workers", "--batch-size", "--ray-address"):
+        assert re.search(rf"(^|[ ,]){re.escape(name)}\b", text, re.M), name
+    flat = " ".join(text.split())
+    for default in ("[default: (ViT-B-32)]", "[default: (0.3)]", "[default: (prototypicality)]",
+                    "[default: (sqrt(N))]", "[default: (auto)]"):
+        assert default in flat, default

@@ -22,7 +22,7 @@ LAYERS = [
     ("metrics",),
     ("cluster",),
     ("embed",),
-    ("io", "progress", "reasons", "plugins", "devices"),
+    ("io", "progress", "reasons", "plugins", "devices", "logs"),
     ("config", "errors"),
 ]
 

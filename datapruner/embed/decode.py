@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 
 from datapruner.config import Config
 from datapruner.embed.outputs import METADATA_SCHEMA
@@ -32,42 +33,54 @@ def image_bytes(members: dict[str, bytes]) -> bytes:
         "no image", f"no image member (looked for {', '.join(IMAGE_EXTS)}; found {', '.join(sorted(members))})"))
 
 
-# Formats PIL cannot decode at a reduced scale (all but JPEG) cost their full size: a 168-MP PNG takes
-# 3.5 s of a core. Above this many pixels they are refused from the header (JPEGs keep max_image_pixels).
-FULL_DECODE_MAX_PIXELS = 4096 * 4096
+# PIL decodes only JPEGs at a reduced scale (libjpeg's DCT scaling, via draft); every other format costs
+# its full size in memory and time (a 168-MP PNG: 3.5 s of a core), so max_full_decode_pixels caps those.
 DRAFT_FORMATS = ("JPEG",)
 
 
-def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | None = None):
-    """RGB image; with `min_size`, a JPEG much larger than that is decoded at a reduced scale (libjpeg's
-    DCT scaling, via PIL's draft) whose sides stay ≥ min_size: the same input after the model's resize,
-    for a fraction of the decoding work. An image over `max_pixels` (None: the config's default), or
-    in a format decoded only at full size over FULL_DECODE_MAX_PIXELS, is refused from its header,
-    before any pixel is decoded."""
-    img = open_image(data, max_pixels)
+def decode_image(data: bytes, min_size: int | None = None, *, max_pixels: int | None = None,
+                 full_decode_pixels: int | None = None):
+    """RGB image; with `min_size`, a JPEG much larger than that is decoded at a reduced scale whose sides
+    stay ≥ min_size: the same input after the model's resize, for a fraction of the decoding work. An
+    image over `max_pixels`, or one in a format decoded only at full size over `full_decode_pixels`
+    (None: the config's defaults), is refused from its header, before any pixel is decoded."""
+    img = open_image(data, max_pixels, full_decode_pixels)
     try:
         if min_size:
             img.draft("RGB", (min_size, min_size))
         img.load()
-        return img if img.mode == "RGB" else img.convert("RGB")  # converting to its own mode would copy it
+        return as_rgb(img)
     except Exception as exc:
         raise _undecodable(exc) from None
 
 
-def open_image(data: bytes, max_pixels: int | None = None):
+def as_rgb(img):
+    """The image in RGB (itself when it is RGB: converting to its own mode would copy it)."""
+    if img.mode == "RGB":
+        return img
+    with warnings.catch_warnings():
+        # a palette image whose transparency is bytes: PIL drops the transparency, as RGB must, and warns
+        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+        return img.convert("RGB")
+
+
+def open_image(data: bytes, max_pixels: int | None = None, full_decode_pixels: int | None = None):
     """The PIL image with only its header read, refused (UnusableSample) when it is too large to decode."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # max_pixels replaces PIL's cap, which would warn, then raise, below ours
-    limit = Config.max_image_pixels if max_pixels is None else max_pixels
     try:
         img = Image.open(io.BytesIO(data))
     except Exception as exc:  # PIL raises many types for corrupt data
         raise _undecodable(exc) from None
-    _check_pixels(img.size, limit)
-    if img.format not in DRAFT_FORMATS:
-        _check_full_decode(img.format, img.size, limit)
+    full_size = img.format not in DRAFT_FORMATS
+    _check_pixels(img, _or_default(max_pixels, "max_image_pixels"),
+                  _or_default(full_decode_pixels, "max_full_decode_pixels") if full_size else None)
     return img
+
+
+def _or_default(value: int | None, name: str) -> int:
+    return getattr(Config, name) if value is None else value
 
 
 def is_device_jpeg(img) -> bool:
@@ -80,22 +93,21 @@ def _undecodable(exc: Exception) -> UnusableSample:
     return UnusableSample(reason("undecodable image", f"{type(exc).__name__}: {exc}"))
 
 
-def _check_pixels(size: tuple[int, int], limit: int) -> None:
-    width, height = size
-    if width * height > limit:
+def _check_pixels(img, limit: int, full_decode_limit: int | None) -> None:
+    """Refuse an image over max_image_pixels, or (`full_decode_limit` given: a format decoded only at full
+    size) over max_full_decode_pixels; the reason names every setting that would have to be raised."""
+    width, height = img.size
+    pixels = width * height
+    over_full = full_decode_limit is not None and pixels > full_decode_limit
+    if pixels > limit:
+        names = "max_image_pixels and max_full_decode_pixels" if over_full else "max_image_pixels"
         raise UnusableSample(reason(
-            "image too large", f"{width}×{height} = {width * height} pixels > max_image_pixels {limit} "
-                               "(raise max_image_pixels to keep it)"))
-
-
-def _check_full_decode(fmt: str | None, size: tuple[int, int], limit: int) -> None:
-    width, height = size
-    cap = min(limit, FULL_DECODE_MAX_PIXELS)
-    if width * height > cap:
+            "image too large", f"{width}×{height} = {pixels} pixels > max_image_pixels {limit} (raise {names} to keep it)"))
+    if over_full:
         raise UnusableSample(reason(
-            "image too large", f"{fmt or 'an image'} of {width}×{height} = {width * height} pixels > {cap}: "
-                               "formats without reduced-scale decoding (all but JPEG) are refused above 4096² pixels, "
-                               "each would cost seconds of decoding"))
+            "image too large", f"{img.format or 'an image'} of {width}×{height} = {pixels} pixels > "
+                               f"max_full_decode_pixels {full_decode_limit} (formats other than JPEG are decoded at "
+                               "full size: raise max_full_decode_pixels to keep it)"))
 
 
 def json_of(members: dict[str, bytes]) -> dict:

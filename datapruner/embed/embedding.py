@@ -52,7 +52,8 @@ def embed_parts(run_dir: RunDir, part_ids: list[str], state, fields: SampleField
     tasks = [ShardTask(int(p), run_dir.shard_of(p)) for p in part_ids]
     on_device = jpeg_preprocess_on(clip)
     decoder = Decoder(worker_preprocess(clip.preprocess), clip.image_size, fields.caption_field, fields.label_field,
-                      fields.max_image_pixels, fields.allow_unsafe_names, jpegs_raw=on_device is not None)
+                      fields.max_image_pixels, fields.allow_unsafe_names, jpegs_raw=on_device is not None,
+                      full_decode_pixels=fields.max_full_decode_pixels)
     if not text:
         log.info("embedding images only: no metric of this policy reads text embeddings (embed_text: true adds them)")
     batches = batch_source(tasks, decoder, batch_size, num_workers, clip, feed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from datapruner.config import Config
+
 
 @dataclass(frozen=True)
 class SampleFields:
@@ -11,3 +13,4 @@ class SampleFields:
     label_field: str
     max_image_pixels: int
     allow_unsafe_names: bool
+    max_full_decode_pixels: int = Config.max_full_decode_pixels

@@ -123,7 +123,9 @@ def join_values(column: pa.ChunkedArray | pa.Array, join_key: str) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def index_part(run: RunDir, layout: Layout, part: str) -> dict:
+def index_part(run: RunDir, layout: Layout, part: str, files: dict | None = None) -> dict:
+    """Part p's join values and metadata, bucketed; `files` (the identity of its files, taken by this step:
+    embed/precomputed_identity.py) goes in the footer."""
     source = layout.parts[int(part)]
     try:
         meta = pq.read_table(source.meta)
@@ -138,7 +140,8 @@ def index_part(run: RunDir, layout: Layout, part: str) -> dict:
                  .append_column(ROW, pa.array(np.arange(meta.num_rows, dtype=np.int64)))
     valid = pc.is_valid(values)
     table = table.filter(valid)
-    write_grouped(run.join_index(part), table, bucket_of(table.column(VALUE), layout.buckets))
+    write_grouped(run.join_index(part), table, bucket_of(table.column(VALUE), layout.buckets),
+                  {"files": files} if files else None)
     return {"embedding_rows": meta.num_rows, "rows_without_join_value": meta.num_rows - table.num_rows}
 
 

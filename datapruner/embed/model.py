@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -117,10 +118,67 @@ def load_clip(name: str, pretrained: str | None, device: str = "auto", precision
         if tag is None:
             torch.manual_seed(seed)
         log.info("loading open_clip %s (pretrained=%s) on %s, %s", name, tag or "random init", device, precision)
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
+        with _without_random_init_warning(tag is None):
+            model, _, preprocess = _create_model(name, tag, device)
     model.eval()
     return ClipModel(model, preprocess, name, device, precision, model.visual.output_dim,
                      _input_side(model.visual))
+
+
+class _RandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_random_init_warning(random_init: bool):
+    """open_clip warns on the root logger that a model without weights is "initialized randomly": asked
+    for (pretrained none), the line above says so already."""
+    root, quiet = logging.getLogger(), _RandomInitWarning()
+    if random_init:
+        root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def _create_model(name: str, tag: str | None, device: str):
+    """open_clip's model and transforms; a local checkpoint that is not one of `name` is one line."""
+    import open_clip
+
+    try:
+        return open_clip.create_model_and_transforms(name, pretrained=tag, device=device)
+    except CHECKPOINT_ERRORS as exc:
+        if tag is None or not Path(tag).expanduser().is_file():
+            raise
+        raise checkpoint_refused(name, tag, exc) from None
+
+
+# what loading a local checkpoint raises when it is not one of this model (torch.load with weights_only, the
+# default, refuses a pickle that holds more than tensors: unpickling it could run any code)
+CHECKPOINT_ERRORS = (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError, AttributeError,
+                     TypeError, ImportError, OSError)
+
+
+def checkpoint_refused(name: str, tag: str, exc: BaseException):
+    """The one line for a local checkpoint that cannot be loaded as `name`'s weights."""
+    from datapruner.errors import DataprunerError
+
+    detail = _unpickler_detail(str(exc)) if isinstance(exc, pickle.UnpicklingError) else _first_line(exc)
+    if "global" in detail.lower():  # torch's weights-only unpickler met a class or function to import
+        why = (f"it holds pickled objects besides tensors, which would run code when loaded, so torch refused it "
+               f"({detail}): save the model's state_dict alone, or use a .safetensors file")
+    else:
+        why = f"it is not a checkpoint of open_clip {name} ({detail})"
+    return DataprunerError(f"--pretrained {tag}: {why}")
+
+
+def _unpickler_detail(text: str) -> str:
+    """The line of torch's weights-only refusal that says what it met (its other lines are advice)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")]
+    return (found or lines or ["unreadable"])[0][:200]
 
 
 def _input_side(visual) -> int | None:

@@ -36,6 +36,7 @@ class Decoder:
     max_pixels: int = Config.max_image_pixels  # larger images are refused from their header
     allow_unsafe_names: bool = False  # keep samples whose member names would escape an extraction dir
     jpegs_raw: bool = False  # JPEGs a GPU decoder takes are passed on undecoded (embed/device_decode.py)
+    full_decode_pixels: int = Config.max_full_decode_pixels  # the same for formats decoded only at full size
 
 
 def shard_batches(task: ShardTask, decoder: Decoder, batch_size: int, map_fn: Callable = map) -> Iterator[dict]:
@@ -94,9 +95,9 @@ def prepared(sample, decoder: Decoder, shard: str, beside: dict) -> Prepared:
         return Prepared(error={"key": sample.key, "stage": "read", "reason": sample.error})
     try:
         data = image_bytes(sample.members)
-        raw = decoder.jpegs_raw and is_device_jpeg(open_image(data, decoder.max_pixels))
-        image = None if raw else model_input(decode_image(data, decoder.image_size, max_pixels=decoder.max_pixels),
-                                              decoder)
+        raw = decoder.jpegs_raw and is_device_jpeg(open_image(data, decoder.max_pixels, decoder.full_decode_pixels))
+        image = None if raw else model_input(decode_image(data, decoder.image_size, max_pixels=decoder.max_pixels,
+                                                          full_decode_pixels=decoder.full_decode_pixels), decoder)
         row = metadata_row(sample, shard, beside, decoder.caption_field, decoder.label_field)
     except UnusableSample as exc:
         return Prepared(error={"key": sample.key, "stage": "decode", "reason": str(exc)})

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from datapruner.errors import OutputError
+from datapruner.errors import DataprunerError, OutputError
 
 FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 HOST = socket.gethostname().replace("-", "_")
@@ -27,10 +27,41 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{HOST}-{os.getpid()}")
 
 
+class OutsideRun(DataprunerError):
+    """A write under a run directory would land outside it: a folder on the way is a symbolic link."""
+
+
+_CONFINED: set[str] = set()  # run directories (each RunDir registers its root): writes under one stay in it
+
+
+def confine(root: str | Path) -> None:
+    _CONFINED.add(os.path.abspath(root))
+
+
+def refuse_escape(path: str | Path) -> None:
+    """Raise OutsideRun when a folder between a run directory and `path` is a symbolic link."""
+    target = os.path.abspath(path)
+    for root in _CONFINED:
+        if target.startswith(root + os.sep):
+            folder = root
+            for name in os.path.relpath(os.path.dirname(target), root).split(os.sep):
+                folder = os.path.join(folder, name)
+                if name not in (".", "") and os.path.islink(folder):
+                    raise link_refused(Path(folder), Path(root))
+
+
+def link_refused(link: Path, root: Path) -> OutsideRun:
+    return OutsideRun(f"{link} is a symbolic link (to {os.readlink(link)}): datapruner writes only inside the run "
+                      f"directory {root}, and a link there could lead its writes elsewhere; remove the link, or use "
+                      "another --out")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it into place only if the block succeeds. A path
+    whose folders under its run directory include a link is refused before anything is written."""
     path = Path(path)
+    refuse_escape(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:

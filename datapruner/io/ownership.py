@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from datapruner.errors import DataprunerError
+from datapruner.io.atomic import link_refused
 from datapruner.io.rundir import lock_or_temp, refuse_if_held
 
 
@@ -28,6 +29,8 @@ def check_out(out: Path, src: str | None = None, shards: list[str] = (), inputs:
     if root.is_dir() and not (root / "run.json").exists() and any(not lock_or_temp(p.name) for p in root.iterdir()):
         raise DataprunerError(f"--out {out} is not empty and not a datapruner run: datapruner writes only into "
                               "a new or empty directory, or a run it made; choose another --out")
+    if root.is_dir():
+        refuse_links(out)
     folders = [p for p in (local_path(u) for u in [src or "", *inputs] if u) if p is not None and p.is_dir()]
     for folder in folders:
         _refuse_overlap(root, folder.resolve(), out)
@@ -36,6 +39,15 @@ def check_out(out: Path, src: str | None = None, shards: list[str] = (), inputs:
         if path is not None and resolved(path).is_relative_to(root):
             raise DataprunerError(f"--out {out} holds the input shard {shard}: inputs are read-only; choose an "
                                   "--out outside the source")
+
+
+def refuse_links(run: Path) -> None:
+    """A symbolic link anywhere under RUN (RUN/shards or RUN/manifest replaced by a link to a user's folder,
+    a linked file) is refused before anything is written: every write and removal stays inside RUN."""
+    for folder, dirs, files in os.walk(run):
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(folder, name)):
+                raise link_refused(Path(folder, name), run)
 
 
 def resolved(path: Path) -> Path:

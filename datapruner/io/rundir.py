@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from datapruner.errors import DataprunerError, RunInUse
-from datapruner.io.atomic import HOST, TEMP_NAME, pid_alive, temp_path, write_json
+from datapruner.io.atomic import HOST, TEMP_NAME, confine, pid_alive, temp_path, write_json
 
 LOCK = "_lock"
 
@@ -24,6 +24,7 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._info: dict | None = None
+        confine(self.root)  # every write under RUN stays inside it (io/atomic.py)
 
     # run.json ---------------------------------------------------------------------------------------
     @property
@@ -214,6 +215,20 @@ class RunDir:
     def write_marker(self, step: str, part: str, token: str, outputs: list[Path], digest: str | None = None) -> None:
         rel = sorted(str(p.relative_to(self.root)) for p in outputs if p.exists())
         write_json(self.marker(step, part), {"token": token, "outputs": rel, "digest": digest})
+
+    def sweep_flag(self, step: str) -> Path:
+        """There while the sweep that ends `step` (removing what it made stale) is not finished: the step
+        is not over, and the next run of it finishes the sweep."""
+        return self.root / f"_done/{step}/.sweep"
+
+    def sweep_pending(self, step: str) -> bool:
+        return self.sweep_flag(step).exists()
+
+    def begin_sweep(self, step: str) -> None:
+        write_json(self.sweep_flag(step), {"step": step})
+
+    def end_sweep(self, step: str) -> None:
+        self.sweep_flag(step).unlink(missing_ok=True)
 
     def write_intent(self, step: str, part: str, outputs: list[Path]) -> None:
         """Before a part runs: the files it is about to write, so that a kill leaves them recorded as ours."""

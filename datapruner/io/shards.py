@@ -52,7 +52,20 @@ def list_source(src: str, allow_pipe: bool = False) -> tuple[list[str], list[str
     if not urls:
         also = f" (skipped {len(skipped)} other files: {_few(skipped)})" if skipped else ""
         raise SourceError(f"no {'/'.join(SHARD_SUFFIXES)} shards found at {src!r}{also}")
+    refuse_undecodable(urls)
     return sorted(set(urls)), skipped
+
+
+def refuse_undecodable(names: Iterable[str]) -> None:
+    """A name that is not UTF-8 (its bytes come back as surrogates) cannot be recorded: run.json, the manifest
+    and the errors name shards as UTF-8 text. Refused in one line, with the bytes as \\xNN escapes."""
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise SourceError(f"{shown}: its name is not valid UTF-8, and datapruner records shard names as UTF-8 "
+                              "text (run.json, the manifest): rename it") from None
 
 
 def refuse_pipe(urls: Iterable[str], allow_pipe: bool, where: str) -> None:
@@ -68,16 +81,24 @@ def refuse_pipe(urls: Iterable[str], allow_pipe: bool, where: str) -> None:
 
 
 def _expand_one(url: str) -> tuple[list[str], list[str]]:
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = filesystem(url)
     if fs.isdir(path):
         files = fs.find(path, maxdepth=1)  # the files right inside it, no folders
         shards = [p for p in files if p.lower().endswith(SHARD_SUFFIXES)]
         return [_full_url(fs, url, p) for p in shards], [_full_url(fs, url, p) for p in files if p not in shards]
-    if any(ch in path for ch in "*?["):
+    if any(ch in path for ch in "*?[") and not fs.exists(path):  # a file named x[1].tar is that file
         return [_full_url(fs, url, p) for p in fs.glob(path)], []
     if not fs.exists(path):
         raise SourceError(f"shard {url!r} does not exist")
     return [url], []
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path) of `url`; a local path is the file it names (fsspec would read `::` in it as a
+    chain of filesystems)."""
+    if "://" not in url and local_path(url) is not None:
+        return fsspec.filesystem("file"), url
+    return fsspec.core.url_to_fs(url)
 
 
 def _full_url(fs, original: str, path: str) -> str:

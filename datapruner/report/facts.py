@@ -91,6 +91,12 @@ def run_facts(run: RunDir, manifest) -> list[tuple[str, str]]:
     return facts
 
 
+def random_init_model(run: RunDir) -> str | None:
+    """The model's name when the run embedded with a random init (pretrained none), else None."""
+    inputs = (run.read_run_json().get("embed") or {}).get("inputs") or {}
+    return inputs.get("model") if inputs.get("model") and inputs.get("pretrained") == "none" else None
+
+
 def step_times(run: RunDir) -> list[dict]:
     """When each step's parts were finished (from their completion markers), and run.json `timings` when
     a front recorded them ({step: seconds}); in the order the steps first finished a part."""

@@ -6,6 +6,7 @@ import base64
 import io
 import logging
 
+from datapruner.config import Config
 from datapruner.embed.decode import UnusableSample, decode_image, image_bytes
 from datapruner.errors import DataprunerError
 from datapruner.io.identity import Sources
@@ -31,7 +32,9 @@ def thumbnail_uri(shard: str, offset: int, length: int, size: int = 96, max_pixe
         return None
     samples = list(iter_samples(io.BytesIO(piece + END_OF_ARCHIVE)))
     try:
-        img = decode_image(image_bytes(samples[0].members), min_size=size, max_pixels=max_pixels)
+        # only samples embed found valid are shown: its max_full_decode_pixels has been applied already
+        img = decode_image(image_bytes(samples[0].members), min_size=size, max_pixels=max_pixels,
+                           full_decode_pixels=max_pixels or Config.max_image_pixels)
     except (UnusableSample, IndexError):
         return None
     img.thumbnail((size, size))

@@ -25,7 +25,7 @@ from datapruner.report.dedup import duplicate_groups
 from datapruner.report.gallery import figure, warn_hidden
 from datapruner.report.invalid import invalid_examples
 
-LAYOUT = "report-2: one page, inline plots"
+LAYOUT = "report-3: one page, inline plots; the comparison with random and a random-init warning on top"
 TEMPLATES = Path(__file__).parent / "templates"
 PER_ROW = 8
 CLUSTERS_SHOWN = 6
@@ -76,6 +76,8 @@ def context(run: RunDir, seed: int, max_pixels: int | None, clusters_shown: int)
         "map_plot": space.embedding_map(manifest, sample) if sample is not None else None,
         "map_rows": 0 if sample is None else len(sample["rows"]),
         "versus": versus["rows"],
+        "versus_words": space.verdict(versus["rows"], versus["size"]),
+        "random_init": facts.random_init_model(run),
         "versus_size": versus["size"],
         "valid": manifest.n,
         "seed": seed,

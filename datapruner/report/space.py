@@ -43,50 +43,90 @@ def random_subset(n: int, k: int, seed: int) -> np.ndarray:
     return mask
 
 
+def measure(label: str, name: str, selection: float, baseline: float, fmt: str, better: str) -> dict:
+    """One row of the comparison: `better` is "higher" or "lower", `name` what the verdict calls it; the
+    verdict compares the values as shown."""
+    shown = format(selection, fmt), format(baseline, fmt)
+    return {"label": label, "name": name, "selection": shown[0], "random": shown[1],
+            "values": (float(shown[0]), float(shown[1])), "better": better}
+
+
 def comparison(run: RunDir, manifest: Manifest, seed: int, sample: dict | None) -> dict:
     """The selection beside a seeded random subset of the same size: rows of (label, selection, random)."""
     n, kept = manifest.n, manifest.kept
     rand = random_subset(n, int(kept.sum()), seed)
     sizes = np.bincount(manifest.cluster, minlength=int(manifest.cluster.max()) + 1 if n else 0)
-    nonempty = int((sizes > 0).sum())
-    rows = []
-
-    def covered(mask):
-        return int((np.bincount(manifest.cluster[mask], minlength=len(sizes)) > 0).sum())
-
-    rows.append({"label": f"clusters with at least one kept sample (of {nonempty} non-empty)",
-                 "selection": f"{covered(kept)}", "random": f"{covered(rand)}"})
-    rows.append({"label": "total variation distance of the kept samples' cluster distribution to the full one "
-                          "(0 = same shares, 1 = disjoint)",
-                 "selection": f"{total_variation(np.bincount(manifest.cluster[kept], minlength=len(sizes)), sizes):.3f}",
-                 "random": f"{total_variation(np.bincount(manifest.cluster[rand], minlength=len(sizes)), sizes):.3f}"})
-    labels = manifest.column("label")
-    if labels is not None:
-        ok = ~np.isnan(labels.astype(np.float64)) if labels.dtype.kind == "f" else np.ones(n, bool)
-        if ok.any():
-            values, codes = np.unique(labels[ok].astype(np.int64), return_inverse=True)
-            full = np.bincount(codes, minlength=len(values))
-            own = np.bincount(codes[kept[ok]], minlength=len(values))
-            other = np.bincount(codes[rand[ok]], minlength=len(values))
-            rows.append({"label": f"total variation distance of the kept samples' label distribution to the full one "
-                                  f"({len(values)} labels)",
-                         "selection": f"{total_variation(own, full):.3f}", "random": f"{total_variation(other, full):.3f}"})
-            rows.append({"label": "smallest label share among the kept samples (full data: "
-                                  f"{full.min() / max(1, full.sum()):.3f})",
-                         "selection": f"{own.min() / max(1, own.sum()):.3f}",
-                         "random": f"{other.min() / max(1, other.sum()):.3f}"})
+    rows = cluster_measures(manifest.cluster, sizes, kept, rand) + label_measures(manifest, kept, rand)
     if sample is not None:
-        x, idx = sample["emb"], sample["rows"]
-        for name, mask in (("selection", kept[idx]), ("random", rand[idx])):
-            if mask.any() and (~mask).any():
-                sample[name] = float(nearest_distance(x[~mask], x[mask]).mean())
-        if "selection" in sample and "random" in sample:
-            rows.append({"label": f"mean cosine distance from a dropped sample to its nearest kept one (within a seeded "
-                                  f"sample of {len(idx):,} valid samples; lower = the kept samples cover the dropped "
-                                  "ones better)",
-                         "selection": f"{sample['selection']:.4f}", "random": f"{sample['random']:.4f}"})
+        rows += coverage_measure(sample, kept, rand)
     return {"rows": rows, "random_per_cluster": np.bincount(manifest.cluster[rand], minlength=len(sizes)),
             "size": int(kept.sum())}
+
+
+def cluster_measures(cluster: np.ndarray, sizes: np.ndarray, kept: np.ndarray, rand: np.ndarray) -> list[dict]:
+    def covered(mask):
+        return int((np.bincount(cluster[mask], minlength=len(sizes)) > 0).sum())
+
+    def distance(mask):
+        return total_variation(np.bincount(cluster[mask], minlength=len(sizes)), sizes)
+
+    return [measure(f"clusters with at least one kept sample (of {int((sizes > 0).sum())} non-empty)",
+                    "clusters covered", covered(kept), covered(rand), "d", "higher"),
+            measure("total variation distance of the kept samples' cluster distribution to the full one "
+                    "(0 = same shares, 1 = disjoint)", "cluster shares", distance(kept), distance(rand), ".3f", "lower")]
+
+
+def label_measures(manifest: Manifest, kept: np.ndarray, rand: np.ndarray) -> list[dict]:
+    labels = manifest.column("label")
+    if labels is None:
+        return []
+    ok = ~np.isnan(labels.astype(np.float64)) if labels.dtype.kind == "f" else np.ones(manifest.n, bool)
+    if not ok.any():
+        return []
+    values, codes = np.unique(labels[ok].astype(np.int64), return_inverse=True)
+    full = np.bincount(codes, minlength=len(values))
+    own = np.bincount(codes[kept[ok]], minlength=len(values))
+    other = np.bincount(codes[rand[ok]], minlength=len(values))
+    return [measure(f"total variation distance of the kept samples' label distribution to the full one "
+                    f"({len(values)} labels)", "label shares", total_variation(own, full),
+                    total_variation(other, full), ".3f", "lower"),
+            measure(f"smallest label share among the kept samples (full data: {full.min() / max(1, full.sum()):.3f})",
+                    "the rarest label's share", own.min() / max(1, own.sum()), other.min() / max(1, other.sum()),
+                    ".3f", "higher")]
+
+
+def coverage_measure(sample: dict, kept: np.ndarray, rand: np.ndarray) -> list[dict]:
+    x, idx = sample["emb"], sample["rows"]
+    for name, mask in (("selection", kept[idx]), ("random", rand[idx])):
+        if mask.any() and (~mask).any():
+            sample[name] = float(nearest_distance(x[~mask], x[mask]).mean())
+    if "selection" not in sample or "random" not in sample:
+        return []
+    return [measure(f"mean cosine distance from a dropped sample to its nearest kept one (within a seeded sample of "
+                    f"{len(idx):,} valid samples; lower = the kept samples cover the dropped ones better)",
+                    "coverage of the dropped samples", sample["selection"], sample["random"], ".4f", "lower")]
+
+
+def verdict(rows: list[dict], size: int) -> str:
+    """In words, how the selection compares with the random subset on the rows' measures."""
+    head = f"Against a random subset of the same size ({size:,} samples), this selection is "
+    better, worse = [], []
+    for row in rows:
+        own, other = row["values"]
+        if own != other:
+            (better if (own > other) == (row["better"] == "higher") else worse).append(row["name"])
+    if not rows:
+        return f"No measure compares this selection with a random subset of the same size ({size:,} samples)."
+    if not better and not worse:
+        return head + f"equal to it on all {len(rows)} measures below."
+    if not better:
+        share = "every measure below" if len(worse) == len(rows) else f"{len(worse)} of {len(rows)} measures below"
+        return head + (f"worse on {share} ({', '.join(worse)}) and better on none: a random subset covers the data "
+                       "better. Check that this policy helps a model trained on it (datapruner verify) before using it.")
+    parts = [f"better on {len(better)} of {len(rows)} measures below ({', '.join(better)})"]
+    parts += [f"worse on {len(worse)} ({', '.join(worse)})"] if worse else []
+    parts += [f"equal on {len(rows) - len(better) - len(worse)}"] if len(better) + len(worse) < len(rows) else []
+    return head + ", ".join(parts) + "."
 
 
 def space_sample(run: RunDir, manifest: Manifest, seed: int, size: int = SAMPLE) -> dict | None:

@@ -19,6 +19,7 @@ from typing import Iterator
 from datapruner import progress as progress_
 from datapruner.config import Config
 from datapruner.errors import DataprunerError
+from datapruner.logs import driver_level, follow_driver
 
 log = logging.getLogger(__name__)
 RETRIES = 2  # a task or actor that dies (node lost, OOM kill) is retried; its finished parts are kept
@@ -166,7 +167,8 @@ class Worker:
     """A Ray actor: the task's setup once, then batches of parts. A GPU embed actor takes its decoded
     batches from CPU decode tasks (decode_feed) instead of decode workers of its own."""
 
-    def __init__(self, task, remote_decode: bool = False):
+    def __init__(self, task, remote_decode: bool = False, log_level: int = logging.NOTSET):
+        follow_driver(log_level)  # before the setup: loading the model is what libraries warn about
         self.task, self.state = task, task.setup()
         if remote_decode and self.state is not None:
             from datapruner.embed.embedding import EmbedState
@@ -318,4 +320,4 @@ def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> 
              "; decoding in Ray CPU tasks, one per shard" if remote_decode else "")
     actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
                                        max_task_retries=RETRIES, **(env or {}))
-    return [actor.remote(task, remote_decode) for _ in range(n)]
+    return [actor.remote(task, remote_decode, driver_level()) for _ in range(n)]

@@ -24,7 +24,8 @@ def layout_of(ctx: Context):
 def sample_fields(cfg: Config):
     from datapruner.embed.fields import SampleFields
 
-    return SampleFields(cfg.caption_field, cfg.label_field, cfg.max_image_pixels, cfg.allow_unsafe_names)
+    return SampleFields(cfg.caption_field, cfg.label_field, cfg.max_image_pixels, cfg.allow_unsafe_names,
+                        cfg.max_full_decode_pixels)
 
 
 def inputs(cfg: Config) -> tuple:
@@ -41,10 +42,11 @@ def index_parts(ctx: Context) -> list[str]:
 
 def run_index(ctx: Context, parts: list[str], state=None):
     from datapruner.embed.join import index_part
+    from datapruner.embed.precomputed_identity import identities
 
     layout = layout_of(ctx)
     for part in parts:
-        yield part, index_part(ctx.run, layout, part)
+        yield part, index_part(ctx.run, layout, part, identities(layout, layout.parts[int(part)]))
 
 
 # scan: the input shards ---------------------------------------------------------------------------------

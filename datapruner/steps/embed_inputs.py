@@ -17,8 +17,9 @@ from datapruner.io.rundir import RunDir
 from datapruner.steps.contract import Context, NotReady, digest_files, token_of
 
 # bump when decoding or preprocessing changes what the same image embeds to, or which samples are valid
-PREPROCESS = ("pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names; "
-              "non-jpeg <= 4096^2 px")
+PREPROCESS = "pil-rgb, jpeg draft >= model input side, open_clip preprocess; strict labels, captions, json, names"
+# recorded before the full-decode cap was the setting max_full_decode_pixels: the same as its default
+LEGACY_PREPROCESS = (PREPROCESS + "; non-jpeg <= 4096^2 px", {"max_full_decode_pixels": 4096 * 4096})
 
 
 def weights_id(pretrained: str) -> str:
@@ -34,14 +35,25 @@ def embed_inputs(cfg: Config) -> dict:
     if cfg.embeddings:
         from datapruner.embed.precomputed import resolve
 
+        from datapruner.embed.precomputed_identity import files_now
+
         return {"embeddings": str(Path(cfg.embeddings).resolve()), **resolve(cfg).summary(),
-                "caption_field": cfg.caption_field, "label_field": cfg.label_field,
-                "allow_unsafe_names": cfg.allow_unsafe_names}
+                "files": files_now(resolve(cfg)), "caption_field": cfg.caption_field,
+                "label_field": cfg.label_field, "allow_unsafe_names": cfg.allow_unsafe_names}
     random_init = cfg.pretrained in (None, "", "none")
     return {"model": cfg.model, "pretrained": weights_id(cfg.pretrained or "none"), "precision": cfg.precision,
             "seed": cfg.seed if random_init else None, "preprocess": PREPROCESS,
             "caption_field": cfg.caption_field, "label_field": cfg.label_field, "max_image_pixels": cfg.max_image_pixels,
-            "allow_unsafe_names": cfg.allow_unsafe_names, "embeddings": None, "text": wants_text(cfg)}
+            "max_full_decode_pixels": cfg.max_full_decode_pixels, "allow_unsafe_names": cfg.allow_unsafe_names,
+            "embeddings": None, "text": wants_text(cfg)}
+
+
+def upgraded(inputs: dict) -> dict:
+    """Recorded inputs as this version names them (a run embedded before a setting existed: its value then)."""
+    legacy, values = LEGACY_PREPROCESS
+    if inputs.get("preprocess") != legacy:
+        return inputs
+    return {**inputs, "preprocess": PREPROCESS, **values}
 
 
 # metrics that read text embeddings (PartData.text_emb); a plugin metric says so with `uses_text = True`
@@ -80,6 +92,7 @@ def recorded_text(run: RunDir, cfg: Config) -> bool:
 def _covers(previous: dict, wanted: dict) -> bool:
     """The recorded inputs serve this request: equal, or equal but for text the run has and the request
     does not need (text embeddings are never removed for a policy that does not read them)."""
+    previous = upgraded(previous)
     if "text" in wanted:
         previous = {"text": True, **previous}  # recorded before the choice existed: text whenever captions
     if previous == wanted:
@@ -95,20 +108,43 @@ def _effective(run: RunDir, cfg: Config) -> tuple[dict, str | None]:
     """The inputs and token to record: the recorded ones when they serve this request and some part is
     embedded with them (so every part, and the embed token, stays as it is), else this command's (None:
     the token of these inputs)."""
-    wanted = embed_inputs(cfg)
+    wanted = current_inputs(run, cfg)
     previous = run.read_run_json().get("embed") if run.exists() else None
-    if previous and not cfg.re_embed and run.marked_parts("embed") and _covers(previous["inputs"], wanted):
+    if previous and not cfg.re_embed and embedded(run) and _covers(previous["inputs"], wanted):
         return previous["inputs"], previous["token"]
     return wanted, None
+
+
+def embedded(run: RunDir) -> bool:
+    """Whether some part is embedded (marked done). A command that failed before embedding a part (its
+    model could not be loaded) leaves only intents: their files are swept, so its inputs pin nothing."""
+    return any(run.read_marker("embed", part) is not None for part in run.marked_parts("embed"))
+
+
+def current_inputs(run: RunDir, cfg: Config) -> dict:
+    """This command's embed inputs. With precomputed embeddings, a file only touched since the run read it
+    (the same bytes) counts as unchanged, and a run recorded before the files' identities were is not
+    checked against them."""
+    wanted = embed_inputs(cfg)
+    previous = run.read_run_json().get("embed") if run.exists() else None
+    if "files" not in wanted or not previous:
+        return wanted
+    recorded = previous["inputs"].get("files")
+    if recorded is None:
+        return {k: v for k, v in wanted.items() if k != "files"}
+    from datapruner.embed.precomputed import resolve
+    from datapruner.embed.precomputed_identity import as_read
+
+    return {**wanted, "files": as_read(run, resolve(cfg), recorded, wanted["files"])}
 
 
 def check(run: RunDir, cfg: Config) -> None:
     """Refuse when this command's embed inputs differ from those some part was already embedded with
     (unless cfg.re_embed)."""
-    wanted = embed_inputs(cfg)
+    wanted = current_inputs(run, cfg)
     previous = run.read_run_json().get("embed") if run.exists() else None
-    if previous and not _covers(previous["inputs"], wanted) and run.marked_parts("embed") and not cfg.re_embed:
-        old = previous["inputs"]
+    if previous and not _covers(previous["inputs"], wanted) and embedded(run) and not cfg.re_embed:
+        old = upgraded(previous["inputs"])
         if {**old, "text": True} == wanted and not old.get("text", True):
             raise DataprunerError(
                 f"{run.root} was embedded without text embeddings (its policy did not read them), and this "
@@ -144,7 +180,17 @@ def new_token(run: RunDir, cfg: Config, inputs: dict) -> str:
 
 def describe_change(old: dict, new: dict) -> str:
     names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in names)
+    if "embeddings" in names:
+        names = [k for k in names if k != "files"]  # another folder: its files differ as a matter of course
+    return "; ".join(_change(k, old.get(k), new.get(k)) for k in names)
+
+
+def _change(name: str, old, new) -> str:
+    if name == "files" and isinstance(old, dict) and isinstance(new, dict):
+        from datapruner.embed.precomputed_identity import changed_files
+
+        return changed_files(old, new)
+    return f"{name}: {old!r} → {new!r}"
 
 
 def token(ctx: Context, part: str = "") -> str:

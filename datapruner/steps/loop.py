@@ -76,41 +76,79 @@ def sweep_after(ctx: Context, name: str) -> dict:
     return {s: n for s, n in removed.items() if n}
 
 
+def finish_sweep(ctx: Context, name: str, changed: bool) -> dict:
+    """The end of step `name`: after it changed something, or when a killed run of it left its sweep
+    unfinished (its flag, RunDir.sweep_flag), every later step's stale outputs go, and only then the flag.
+    Returns {step: files removed} for the steps that lost any."""
+    if not (changed or ctx.run.sweep_pending(name)):
+        return {}
+    removed = sweep_after(ctx, name)
+    ctx.run.end_sweep(name)
+    if removed:
+        log.info("%s changed: removed the outputs it made stale (%s)", name,
+                 ", ".join(f"{s}: {n} file(s)" for s, n in removed.items()))
+    return removed
+
+
+def finish_earlier_sweeps(ctx: Context, step: Step) -> dict:
+    """The unfinished sweeps of the steps this one reads (a command killed while removing what they made
+    stale), finished before this step reads or marks anything."""
+    removed: dict = {}
+    for name in step.after:
+        for later, n in finish_sweep(ctx, name, changed=False).items():
+            removed[later] = removed.get(later, 0) + n
+    return removed
+
+
 def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = None) -> dict:
     """Run the parts of one step that are not done (only those at `indices`, when given); mark each as it
     finishes. Indices past a step's parts are ignored (a barrier has one part; a mapped task's group
-    may be larger than the step it is used for)."""
+    may be larger than the step it is used for). The sweep of what the step made stale is part of it."""
     step = get_step(name)
     started = time.perf_counter()
     check_after(ctx, step)
+    resumed = finish_earlier_sweeps(ctx, step) if indices is None else {}
+    interrupted = indices is None and ctx.run.sweep_pending(name)  # a killed run of it left its sweep
     every = step.parts(ctx)
     wanted = every if indices is None else [every[i] for i in sorted(set(indices)) if 0 <= i < len(every)]
     sweep(ctx, step, None if indices is None else wanted)
     current = tokens(ctx, step, wanted)
     todo = [p for p in wanted if not is_reusable(ctx, step, p, current[p])]
-    claim(ctx, step, todo)
-    results: list[dict] = []
-    if todo and step.kind == "barrier":
-        for part in todo:
-            results.append(step.call(ctx, part) or {})
-            outputs = step.outputs(ctx.run, part)
-            digest = step.digest(ctx.run, part) if step.digest else None
-            ctx.run.write_marker(step.name, part, current[part], outputs, digest)
-    elif todo:
-        from datapruner.runners import get_runner
-
-        task = PartTask(name, str(ctx.run.root), ctx.cfg, {p: current[p] for p in todo}, step.batch(ctx.cfg),
-                        step.setup is not None, ctx.progress)
-        results = (runner or get_runner(ctx.cfg)).map(task, todo, name, ctx.progress)
-    summary = {"parts": len(wanted), "parts_reused": len(wanted) - len(todo), **_totals(results)}
     if todo:
-        removed = sweep_after(ctx, name)
-        if removed:
-            summary["removed_stale"] = removed
-            log.info("%s changed: removed the outputs it made stale (%s)", name,
-                     ", ".join(f"{s}: {n} file(s)" for s, n in removed.items()))
+        ctx.run.begin_sweep(name)  # until the sweep after it is done, the step is not over
+    claim(ctx, step, todo)
+    results = run_parts(ctx, step, todo, current, runner)
+    summary = {"parts": len(wanted), "parts_reused": len(wanted) - len(todo), **_totals(results)}
+    removed = _merged(resumed, finish_sweep(ctx, name, changed=bool(todo)))
+    if removed:
+        summary["removed_stale"] = removed
+    if interrupted or resumed:
+        summary["cleanup_resumed"] = True  # a killed command's sweep was finished by this one
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
+
+
+def run_parts(ctx: Context, step: Step, todo: list[str], current: dict[str, str], runner=None) -> list[dict]:
+    """Run the parts to do: a barrier's here, each marked with its token, files and digest; a map step's
+    through the runner, whose tasks mark each part."""
+    if not todo:
+        return []
+    if step.kind == "barrier":
+        results = []
+        for part in todo:
+            results.append(step.call(ctx, part) or {})
+            digest = step.digest(ctx.run, part) if step.digest else None
+            ctx.run.write_marker(step.name, part, current[part], step.outputs(ctx.run, part), digest)
+        return results
+    from datapruner.runners import get_runner
+
+    task = PartTask(step.name, str(ctx.run.root), ctx.cfg, {p: current[p] for p in todo}, step.batch(ctx.cfg),
+                    step.setup is not None, ctx.progress)
+    return (runner or get_runner(ctx.cfg)).map(task, todo, step.name, ctx.progress)
+
+
+def _merged(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
 
 def claim(ctx: Context, step: Step, parts: list[str]) -> None:

@@ -37,9 +37,13 @@ def run_rows(run: str | Path, group: str | None = None) -> tuple[pa.Table, np.nd
 
 
 def student_inputs(run: str | Path, table: pa.Table, emb: np.ndarray, student: str, image_size: int,
-                   channels: int) -> np.ndarray:
-    """The students' inputs for the rows of `table`: the embeddings, or the images decoded from the shards."""
+                   channels: int, allow_pipe: bool = False) -> np.ndarray:
+    """The students' inputs for the rows of `table`: the embeddings, or the images decoded from the shards
+    (a pipe: shard only with this command's --allow-pipe, whatever the run recorded)."""
     if student in IMAGE_STUDENTS:
+        from datapruner.io.shards import refuse_pipe
+
+        refuse_pipe(RunDir(run).shards(), allow_pipe, str(RunDir(run).run_json))
         return image_split(RunDir(run).shards(), image_size, channels, table).x
     return emb
 
@@ -64,7 +68,7 @@ def test_split(test_src: str, run: str | Path, cfg, student: str, image_size: in
 
 # what the embeddings depend on (steps/embed_inputs.embed_inputs): the test set must be embedded like the run
 RUN_EMBED_FIELDS = ("model", "pretrained", "precision", "seed", "caption_field", "label_field", "max_image_pixels",
-                    "allow_unsafe_names")
+                    "max_full_decode_pixels", "allow_unsafe_names")
 
 
 def with_run_embed_inputs(run: str | Path, cfg):

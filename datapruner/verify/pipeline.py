@@ -134,7 +134,7 @@ def _splits(run, cfg: Config, spec: VerifySpec):
     table, emb = inputs.run_rows(run, spec.holdout_group)
     labels = labels_of(table, str(run))
     groups = table.column(spec.holdout_group).to_numpy(zero_copy_only=False) if spec.holdout_group else None
-    x = inputs.student_inputs(run, table, emb, spec.student, spec.image_size, spec.channels)
+    x = inputs.student_inputs(run, table, emb, spec.student, spec.image_size, spec.channels, cfg.allow_pipe)
     if spec.test_src is None:
         test_mask = holdout_mask(labels, spec.test_fraction, cfg.seed, groups)
         test = Split(x[test_mask], labels[test_mask])

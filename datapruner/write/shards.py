@@ -76,16 +76,33 @@ def _fill_missing_ranges(kept: pa.Table, allow_unsafe_names: bool) -> pa.Table:
     offsets, lengths = kept.column("offset").to_pylist(), kept.column("length").to_pylist()
     shards, keys = kept.column("shard").to_pylist(), kept.column("key").to_pylist()
     for shard in sorted({s for s, m in zip(shards, missing.to_pylist()) if m}):
-        with open_shard(shard) as stream:
-            ranges = {s.key: (s.offset, s.length) for s in iter_samples(stream, allow_unsafe_names)
-                      if s.error is None}
+        ranges, refused = _ranges_of(shard, allow_unsafe_names)
         for i, (s, key) in enumerate(zip(shards, keys)):
             if s == shard and offsets[i] is None:
                 if key not in ranges:
-                    raise DataprunerError(f"kept sample {key!r} is not in {shard}: the embeddings do not match the shards")
+                    raise DataprunerError(_not_copied(key, shard, refused.get(key)))
                 offsets[i], lengths[i] = ranges[key]
     return kept.set_column(kept.schema.get_field_index("offset"), "offset", pa.array(offsets, pa.int64())) \
                .set_column(kept.schema.get_field_index("length"), "length", pa.array(lengths, pa.int64()))
+
+
+def _ranges_of(shard: str, allow_unsafe_names: bool) -> tuple[dict, dict]:
+    """({key: (offset, length)} of the shard's valid samples, {key: reason} of the others), in one scan."""
+    ranges, refused = {}, {}
+    with open_shard(shard) as stream:
+        for sample in iter_samples(stream, allow_unsafe_names):
+            if sample.error is None:
+                ranges[sample.key] = (sample.offset, sample.length)
+            else:
+                refused[sample.key] = sample.error
+    return ranges, refused
+
+
+def _not_copied(key: str, shard: str, error: str | None) -> str:
+    if error is None:
+        return f"kept sample {key!r} is not in {shard}: the embeddings do not match the shards"
+    # e.g. member names that would escape a folder: this command's allow_unsafe_names decides, not the run's
+    return f"kept sample {key!r} of {shard} is not copied: {error}"
 
 
 # the plan ------------------------------------------------------------------------------------------------

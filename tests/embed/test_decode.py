@@ -1,6 +1,7 @@
 import io
 import json
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -72,7 +73,7 @@ def _unusable(call) -> str:
 def test_an_image_over_max_pixels_is_refused_from_its_header():
     got = _unusable(lambda: decode_image(_huge_png_header(30000, 20000)))
     assert got == ("image too large: 30000×20000 = 600000000 pixels > max_image_pixels 200000000 "
-                   "(raise max_image_pixels to keep it)")
+                   "(raise max_image_pixels and max_full_decode_pixels to keep it)")  # a PNG: over both
     assert category_of(_unusable(lambda: decode_image(_png(100, 100), max_pixels=9999))) == "image too large"
     assert decode_image(_png(100, 100), max_pixels=10000).size == (100, 100)
 
@@ -128,9 +129,38 @@ def test_no_image_and_the_reasons_are_the_same_every_time():
         assert len({_unusable(call) for _ in range(3)}) == 1
 
 
-def test_a_png_over_4096_squared_pixels_is_refused_from_its_header():
+def test_a_png_over_max_full_decode_pixels_is_refused_from_its_header_naming_the_setting():
     got = _unusable(lambda: decode_image(_huge_png_header(4097, 4096)))
-    assert got.startswith("image too large: PNG of 4097×4096 = 16781312 pixels > 16777216")
+    assert got == ("image too large: PNG of 4097×4096 = 16781312 pixels > max_full_decode_pixels 16777216 "
+                   "(formats other than JPEG are decoded at full size: raise max_full_decode_pixels to keep it)")
     # at the cap the size passes, and the (fake) pixel data is what fails
     assert category_of(_unusable(lambda: decode_image(_huge_png_header(4096, 4096)))) == "undecodable image"
+    raised = _unusable(lambda: decode_image(_huge_png_header(4097, 4096), full_decode_pixels=4097 * 4096))
+    assert category_of(raised) == "undecodable image"  # the setting raised: the size passes
     assert "max_image_pixels 5000" in _unusable(lambda: decode_image(_png(100, 60), max_pixels=5000))
+
+
+def test_an_image_over_both_limits_names_both_settings_and_a_jpeg_only_max_image_pixels():
+    png = _unusable(lambda: decode_image(_huge_png_header(30000, 20000), full_decode_pixels=10**6))
+    assert png.endswith("> max_image_pixels 200000000 (raise max_image_pixels and max_full_decode_pixels to keep it)")
+    jpeg = _unusable(lambda: decode_image(_jpeg(100, 60), max_pixels=5000, full_decode_pixels=10))
+    assert jpeg.endswith("> max_image_pixels 5000 (raise max_image_pixels to keep it)")
+    assert decode_image(_jpeg(100, 60), full_decode_pixels=10).size == (100, 60)  # JPEGs decode at any scale
+
+
+def _palette_png_with_byte_transparency() -> tuple[bytes, Image.Image]:
+    img = Image.new("P", (8, 8))
+    img.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    img.frombytes(bytes(i % 3 for i in range(64)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", transparency=bytes([0, 128, 255]))
+    return buf.getvalue(), img
+
+
+def test_a_palette_png_with_byte_transparency_decodes_to_the_same_rgb_without_a_warning():
+    data, original = _palette_png_with_byte_transparency()
+    assert isinstance(Image.open(io.BytesIO(data)).info["transparency"], bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        got = decode_image(data)
+    assert got.mode == "RGB" and got.tobytes() == original.convert("RGB").tobytes()

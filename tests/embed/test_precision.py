@@ -1,13 +1,16 @@
 """bf16 inference on a CPU that has it: the embeddings agree with fp32, and precision is an embed input."""
 
+import json
 import logging
 
 import numpy as np
 import pytest
 from conftest import TINY
 from shardmaker import write_shards
+from typer.testing import CliRunner
 
 from datapruner import api
+from datapruner.cli import app
 from datapruner.config import Config
 from datapruner.embed.model import cpu_has_bf16, pick_precision
 from datapruner.errors import DataprunerError
@@ -55,3 +58,16 @@ def test_changing_precision_is_refused_without_re_embed(shards, tmp_path):
         api.embed(str(shards), run, Config(**TINY, precision="auto"), progress=False)
     summary = api.embed(str(shards), run, Config(**TINY, precision="auto", re_embed=True), progress=False)
     assert summary["embed"]["parts_reused"] == 0 and summary["embed"]["parts"] == 2
+
+
+def test_the_precision_flag_of_the_commands_that_embed_is_an_embed_input(shards, tmp_path):
+    run = tmp_path / "run"
+    flags = ["--model", "datapruner-tiny", "--pretrained", "none", "--num-workers", "0", "--batch-size", "8",
+             "--device", "cpu", "-q"]
+    first = CliRunner().invoke(app, ["embed", str(shards), "--out", str(run), "--precision", "fp32", *flags])
+    assert first.exit_code == 0, first.output
+    assert json.loads((run / "run.json").read_text())["embed"]["inputs"]["precision"] == "fp32"
+    refused = CliRunner().invoke(app, ["score", str(shards), "--out", str(run), "--precision", "bf16", *flags])
+    assert refused.exit_code == 2 and "precision: 'fp32' → 'bf16'" in refused.output
+    bad = CliRunner().invoke(app, ["embed", str(shards), "--out", str(tmp_path / "x"), "--precision", "fp8", *flags])
+    assert bad.exit_code == 2 and "precision" in bad.output

@@ -281,6 +281,20 @@ def unreadable(path: Path) -> None:
     path.chmod(0)
 
 
+ODD_NAMES = ("x::y", "a b", "[1]", "{a,b}", "#1?", "é", "pipe:x", "s3:x", "-dash")  # fsspec chains, globs,
+# braces, a pipe: look-alike, a URL scheme look-alike
+
+
+def odd_shard_names(src: Path, prefix: str) -> Expected:
+    """Shards whose names mean something to fsspec, a glob, braceexpand or a shell: each is read as the file it is."""
+    valid = {}
+    for i, odd in enumerate(ODD_NAMES):
+        samples = plain(f"{prefix}-{i}", 2)
+        shard = write(src, f"{prefix}-{odd}.tar", tar_bytes(samples))
+        valid.update({(shard, k): m for k, m in samples})
+    return Expected(valid=valid)
+
+
 def empty_tar(src: Path, prefix: str) -> Expected:
     write(src, prefix + ".tar", tar_bytes([]))
     return Expected()
@@ -297,6 +311,7 @@ CASES = [
     Case("tgz", valid_case(plain, suffix=".tgz", pack=lambda b: gzip.compress(b, mtime=0))),
     Case("gzip-named-tar", compressed_as_tar),
     Case("empty-tar", empty_tar),
+    Case("odd-shard-names", odd_shard_names),
     Case("not-regular-members", not_regular_members),
     Case("skipped-files", skipped_files),
     Case("corrupt-jpeg", with_bad(members(jpg=image_bytes(0, 1)[:150]), "undecodable image")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 from datapruner.embed.outputs import read_img_emb, unit_rows
 from datapruner.io.rundir import RunDir
 from datapruner.report.data import embeddings, load_manifest, seeded_sample
+from datapruner.report.space import measure, verdict
 
 
 def page_of(run) -> str:
@@ -77,6 +79,36 @@ def test_map_and_the_random_baseline(demo_run):
                   "label distribution", "mean cosine distance from a dropped sample to its nearest kept one"):
         assert label in section
     assert section.count("<tr>") >= 5
+
+
+def test_the_top_says_in_words_how_the_selection_compares_with_random_and_warns_of_a_random_init(demo_run):
+    page = page_of(demo_run)
+    header = page.split("<header>")[1].split("</header>")[0]
+    verdict = html.unescape(header.split('id="versus-verdict">')[1].split("<a ")[0])
+    assert verdict.startswith("Against a random subset of the same size (")
+    rows = page.split('id="versus-table"')[1].split("</table>")[0].count("<tr>") - 1
+    assert re.search(rf"is (better on \d+ of {rows} measures below|worse on (every measure|\d+ of {rows} measures) "
+                     rf"below|equal to it on all {rows} measures below)", verdict), verdict
+    warning = html.unescape(header.split('id="random-init">')[1].split("</div>")[0])
+    assert "datapruner-tiny, is a random init (pretrained: none)" in " ".join(warning.split())
+
+
+def _row(name: str, selection: float, baseline: float, better: str) -> dict:
+    return measure(name, name, selection, baseline, ".3f", better)
+
+
+def test_the_verdict_counts_each_measure_in_its_own_direction():
+    worse = [_row("cluster shares", 0.169, 0.043, "lower"), _row("clusters covered", 3, 4, "higher")]
+    assert verdict(worse, 300) == ("Against a random subset of the same size (300 samples), this selection is worse "
+                                   "on every measure below (cluster shares, clusters covered) and better on none: a "
+                                   "random subset covers the data better. Check that this policy helps a model "
+                                   "trained on it (datapruner verify) before using it.")
+    assert "worse on 2 of 3 measures below" in verdict(worse + [_row("e", 1, 1, "lower")], 300)
+    mixed = [_row("a", 0.1, 0.2, "lower"), _row("b", 5, 4, "higher"), _row("c", 1, 2, "higher"),
+             _row("d", 0.0004, 0.0001, "lower")]  # d: equal as shown (0.000)
+    assert verdict(mixed, 1000).endswith("this selection is better on 2 of 4 measures below (a, b), worse on 1 (c), "
+                                         "equal on 1.")
+    assert verdict([_row("a", 1, 1, "lower")], 5).endswith("is equal to it on all 1 measures below.")
 
 
 def test_embeddings_of_sampled_rows_are_the_parts_rows(demo_run):

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+import yaml
 from conftest import TINY
 from shardmaker import sample_members, write_tar
 
@@ -113,6 +114,20 @@ def test_a_prefix_and_a_width_rename_the_shards_and_sweep_the_old_names(pruned, 
     assert sorted(json.loads((run / "shards/sizes.json").read_text())) == [f"laion-0000000{j}.tar" for j in range(3)]
     for j in range(3):  # the same bytes under the new name
         assert (run / f"shards/laion-0000000{j}.tar").read_bytes() == (pruned / f"shards/0000{j}.tar").read_bytes()
+
+
+def test_the_datacomp_preset_names_shards_as_datacomps_resharder_expects(pruned, tmp_path):
+    """configs/datacomp.yaml: `{:08d}.tar`, the shard format DataComp's resharder and scripts default to."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pruned, run)
+    preset = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/datacomp.yaml").read_text())
+    assert preset["output_digits"] == 8
+    api.write(run, CFG.replace(**preset), progress=False)
+    names = [p.name for p in tars(run)]
+    assert names == ["00000000.tar"] and names == [f"{0:08d}.tar"]  # 18 kept, 10,000 per shard
+    assert json.loads((run / "shards/sizes.json").read_text()) == {"00000000.tar": 18}
 
 
 def open_clip_dataset_size(shards: str) -> tuple[int, int]:
