@@ -169,15 +169,17 @@ def test_no_cluster_at_the_address_is_one_line_before_ray_is_joined(source, tmp_
 
 
 NODES_WITHOUT_AUTH = """
-import sys, time
+import signal, sys, time
 from ray.cluster_utils import Cluster
 made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 for _ in range(2):
     made.add_node(num_cpus=1)
 made.wait_for_nodes()
+signal.signal(signal.SIGTERM, lambda *_: (made.shutdown(), sys.exit(0)))
 open(sys.argv[1], "w").write(made.address)
 time.sleep(3600)
 """
+CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where a head node without --temp-dir says it is
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +200,24 @@ def nodes_without_auth(tmp_path_factory):
         time.sleep(0.5)  # the address is written in one call; let it land
         yield (root / "address").read_text()
     finally:
+        stop_test_cluster(proc, (root / "address").read_text() if (root / "address").exists() else None)
+
+
+def stop_test_cluster(proc: subprocess.Popen, address: str | None) -> None:
+    """Shut the test cluster down (SIGTERM: Cluster.shutdown), then kill what is left of its process group; a
+    later ray.init() on this machine must not find it as "the current cluster"."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    if address and CURRENT_CLUSTER.exists() and CURRENT_CLUSTER.read_text().strip() == address:
+        CURRENT_CLUSTER.unlink()
 
 
 def test_a_cluster_without_token_auth_works_from_a_machine_that_has_a_token(nodes_without_auth, cluster, source,
