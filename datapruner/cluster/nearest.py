@@ -40,6 +40,7 @@ class CentroidIndex:
         # faiss's GPU products may round their inputs (TF32): bounded as bf16 inputs (2⁻⁸ ≥ TF32's 2⁻¹¹)
         self.inputs = "bf16" if on_gpu else "fp32"
         self.bounds = prepare(self.exact, CPU, self.inputs, measure_residual=False)
+        self.fp32 = self.bounds if self.inputs == "fp32" else prepare(self.exact, CPU, "fp32")  # for the exact check
         self.stats = NearestStats()
 
     chunk_rows = CHUNK
@@ -73,10 +74,9 @@ class CentroidIndex:
     def exactly(self, x: np.ndarray) -> np.ndarray:
         """Every centroid within the float32 bound of a row's best, compared exactly (ties to the lowest id)."""
         rows = prepare(x, CPU, "fp32")
-        centroids = prepare(self.exact, CPU, "fp32")
-        s_hat = products(rows, centroids)
+        s_hat = products(rows, self.fp32)
         top = s_hat.max(axis=1)
-        r, cols = candidates(s_hat, floor_of(top, entry_bound(top, row_bound(rows, centroids), "fp32")))
+        r, cols = candidates(s_hat, floor_of(top, entry_bound(top, row_bound(rows, self.fp32), "fp32")))
         return exact_rowwise_max(r, cols, rows.exact, self.exact, len(x))[0]
 
 

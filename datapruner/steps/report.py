@@ -3,12 +3,7 @@ and the written shards' state, so every command that changes either rebuilds it.
 
 from __future__ import annotations
 
-from datapruner.config import Config
 from datapruner.steps.contract import Context, Step, barrier_digest, one_part, token_of
-
-
-def report_inputs(cfg: Config) -> tuple:
-    return ()
 
 
 def report_token(ctx: Context, part: str) -> str:
@@ -26,7 +21,7 @@ def run_report(ctx: Context, part: str) -> dict:
 
 STEPS = [
     Step("report", "barrier", "report", one_part("report"), report_token, lambda rd, part: [rd.report_html],
-         run_report, after=("select",), also_in=("select", "write"), inputs=report_inputs,
+         run_report, after=("select",), also_in=("select", "write"),
          untokened={"seed": "which samples the galleries and the map show, not what the run selected",
                     "max_image_pixels": "which thumbnails are drawn (the run's validity is embed's)"}),
 ]
