@@ -20,9 +20,10 @@ from datapruner import progress as progress_
 from datapruner.config import Config
 from datapruner.errors import DataprunerError
 from datapruner.logs import driver_level, follow_driver
+from datapruner.runners.actor_pool import ActorPool
 
 log = logging.getLogger(__name__)
-RETRIES = 2  # a task or actor that dies (node lost, OOM kill) is retried; its finished parts are kept
+RETRIES = 2  # a task that dies (node lost, OOM kill) is retried, an actor replaced; finished parts are kept
 CONNECT_TIMEOUT_S = 5  # to reach a cluster's GCS, then for it to accept us (RAY_gcs_server_port_wait_time_s)
 AUTH_HINT = ("if the cluster uses token authentication (the default of `ray start --head`), give this machine its "
              "token: `ray get-auth-token` on the head node, into ~/.ray/auth_token or RAY_AUTH_TOKEN")
@@ -229,12 +230,11 @@ class RayRunner:
         batches = [parts[i:i + task.batch] for i in range(0, len(parts), task.batch)]
         env = storage_runtime_env()
         if task.has_setup:
-            actors = start_actors(task, self.cfg, len(batches), env)
+            pool = start_actors(task, self.cfg, len(batches), env)
             try:
-                return collect(submit_to_pool(actors, batches), len(parts), desc, progress)
+                return collect(pool.map_unordered(batches), len(parts), desc, progress)
             finally:
-                for actor in actors:
-                    ray.kill(actor)  # free their CPUs/GPUs for the next step
+                pool.kill_all()
         remote = ray.remote(run_task).options(num_cpus=self.cfg.ray_num_cpus_per_task, max_retries=RETRIES, **env)
         task_ref = ray.put(task)
         refs = [remote.remote(task_ref, batch) for batch in batches]
@@ -261,13 +261,6 @@ def as_completed(refs: list):
     finally:
         for ref in remaining:  # the driver stopped (an Airflow on_kill, Ctrl-C): stop what is not done
             ray.cancel(ref)
-
-
-def submit_to_pool(actors: list, batches: list[list[str]]):
-    """Each call's results as it finishes; an idle actor takes the next batch."""
-    from ray.util import ActorPool
-
-    yield from ActorPool(actors).map_unordered(lambda actor, batch: actor.run.remote(batch), batches)
 
 
 def actor_resources(cfg: Config) -> tuple[float, float]:
@@ -310,7 +303,7 @@ def storage_runtime_env() -> dict:
     return {"runtime_env": {"env_vars": env}} if env else {}
 
 
-def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> list:
+def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> ActorPool:
     import ray
 
     cpus, gpus = actor_resources(cfg)
@@ -318,6 +311,7 @@ def start_actors(task, cfg: Config, n_batches: int, env: dict | None = None) -> 
     remote_decode = gpus > 0 and task.step == "embed" and not cfg.embeddings
     log.info("%s: %d Ray actor(s), %s CPU and %s GPU each%s", task.step, n, cpus, gpus,
              "; decoding in Ray CPU tasks, one per shard" if remote_decode else "")
-    actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
-                                       max_task_retries=RETRIES, **(env or {}))
-    return [actor.remote(task, remote_decode, driver_level()) for _ in range(n)]
+    actor = ray.remote(Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0,
+                                       **(env or {}))
+    task_ref = ray.put(task)
+    return ActorPool(lambda: actor.remote(task_ref, remote_decode, driver_level()), n, replacements=n * RETRIES)
