@@ -49,7 +49,7 @@ from datapruner.config import Config  # noqa: E402
 from datapruner.embed.outputs import read_img_emb  # noqa: E402
 from datapruner.io.rundir import RunDir  # noqa: E402
 
-SELECT_STEPS = ("assign", "fit", "measure", "select")  # `datapruner select` without its HTML report (timed apart)
+SELECT_STEPS = ("assign", "fit", "dedup", "measure", "select")  # `datapruner select` without its HTML report (timed apart)
 
 
 # this core's GEMM rates ---------------------------------------------------------------------------------
@@ -158,9 +158,10 @@ def kept_keys(run: RunDir) -> set:
 
 def semdedup_pairs(run: RunDir) -> float:
     """Σ over clusters of n_c(n_c − 1)/2: the similarities SemDeDup needs."""
-    from datapruner.metrics.cluster_groups import assigned_sizes
+    from datapruner.cluster.assign import part_assignment
 
-    sizes, _ = assigned_sizes(run)
+    k = len(np.load(run.centroids))
+    sizes = sum(np.bincount(part_assignment(run, p)[0], minlength=k) for p in run.part_ids()).astype(np.int64)
     return float((sizes.astype(np.float64) * (sizes - 1) / 2).sum())
 
 
@@ -295,7 +296,7 @@ def tables(r: dict) -> list[dict]:
              f"{cell(base.get('kmeans'), g['baseline']['kmeans'])}, {r['kmeans']['baseline_iterations']} iterations"],
             ["assignment", cell(ours.get("assign"), g["datapruner"]["assign"]),
              cell(base.get("assign"), g["baseline"]["assign"])],
-            ["gather rows by cluster", "(inside the SemDeDup fit)", cell(base.get("gather"))],
+            ["gather rows by cluster", "(inside the SemDeDup dedup step)", cell(base.get("gather"))],
             ["SemDeDup similarities", cell(ours.get("semdedup_similarity"), g["datapruner"]["semdedup_similarity"]),
              cell(base.get("semdedup_similarity"), g["baseline"]["semdedup_similarity"])],
             ["DBP quotas", "(inside select)", cell(base.get("dbp"))],

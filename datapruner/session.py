@@ -138,5 +138,7 @@ def partition(step: str, run: str | Path, cfg: Config, groups: int = 8, src: str
         if step == "write":
             run_step(ctx, "plan")
         count = len(get_step(step).parts(ctx))
-    size = -(-count // max(1, groups)) if count else 1
+    if not count:  # one task that does nothing: an empty mapped task would skip every task after it
+        return [[]]
+    size = -(-count // max(1, groups))
     return [list(range(lo, min(lo + size, count))) for lo in range(0, count, size)]

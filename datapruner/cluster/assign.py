@@ -1,7 +1,8 @@
 """Assignment (the assign step's room): each part's nearest centroid and cosine distance, computed once per set of centroids.
 
-Metric fits (EL2N's cluster labels, SemDeDup's grouping) and the score step all read these files,
-so the embeddings are assigned once, not once per user. Chunks bound the memory. The nearest centroid
+Metric fits (EL2N's cluster labels), SemDeDup's groups and the measure step all read these files,
+so the embeddings are assigned once, not once per user. Each part's rows are also stored in cluster order,
+so a task that reads some clusters reads only their rows of each part. Chunks bound the memory. The nearest centroid
 is exact (datapruner/cluster/nearest.py: largest float64 similarity, lowest id on ties) whatever the
 GEMM precision; the distance is 1 − that similarity, as float32.
 """
@@ -39,7 +40,23 @@ def assign_parts(rd: RunDir, part_ids: list[str], device: str):
         clusters, dist = assign(read_img_emb(rd, part), index)
         save_npy(rd.assigned_cluster(part), clusters)
         save_npy(rd.assigned_dist(part), dist)
+        save_npy(rd.assigned_by_cluster(part), by_cluster(clusters))
         yield part, {"rows": len(clusters)}
+
+
+def by_cluster(clusters: np.ndarray) -> np.ndarray:
+    """(2, n) int32: the cluster ids sorted, over the rows they belong to (ties in row order)."""
+    order = np.argsort(clusters, kind="stable").astype(np.int32)
+    return np.stack([clusters[order], order])
+
+
+def rows_of_clusters(run: RunDir, part: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster ids, rows) of the part's rows assigned to clusters [lo, hi), in (cluster, row) order: a
+    binary search of its by-cluster file (made from its cluster file for a run assigned before that existed)."""
+    path = run.assigned_by_cluster(part)
+    table = np.load(path, mmap_mode="r") if path.exists() else by_cluster(np.load(run.assigned_cluster(part)))
+    a, b = np.searchsorted(table[0], [lo, hi])
+    return np.array(table[0, a:b]), np.array(table[1, a:b])
 
 
 def part_assignment(run: RunDir, part: str) -> tuple[np.ndarray, np.ndarray]:

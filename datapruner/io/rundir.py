@@ -122,6 +122,10 @@ class RunDir:
     def assigned_dist(self, part: str) -> Path:
         return self.root / f"clusters/assign/dist_{part}.npy"
 
+    def assigned_by_cluster(self, part: str) -> Path:
+        """The part's rows in cluster order: (2, n) int32, the sorted cluster ids over their rows (ties by row)."""
+        return self.root / f"clusters/assign/bycluster_{part}.npy"
+
     def metric_dir(self, name: str) -> Path:
         """Fitted state of one metric (e.g. EL2N's probes)."""
         return self.root / f"metrics/{name}"

@@ -9,10 +9,12 @@ with the highest scores (a quantile, i.e. the ε that removes F). The first samp
 and of each group of near-duplicates, is never removed by ε. Scores are over all valid samples, so
 put semdedup first among the filters (the paper deduplicates before anything else).
 
-The fit is a barrier: it reads the assign step's files, groups the rows by cluster in bounded batches
-(datapruner/metrics/cluster_groups.py: each row copied once), scores each cluster in blocks of `block`
-rows (memory block² floats), and writes one score file per part under RUN/metrics/semdedup/scores/
-(the scores are held in memory meanwhile: 4 bytes per row). Scores are exact whatever the GEMM
+The scores are a map step of their own, `dedup`, whose parts are ranges of cluster ids expected to hold
+about `max_rows` rows (N/k a cluster): a task reads its clusters' rows from every part (the assign step's
+by-cluster files: datapruner/metrics/cluster_groups.py, each row copied once, in batches of whole clusters of
+at most max_rows rows), scores each cluster in blocks of `block` rows (memory block² floats), and writes
+RUN/metrics/semdedup/groups/{lo}-{hi}.npy: (part, row, score) sorted by part and row. The measure step
+reads a part's scores from each group file by binary search. Scores are exact whatever the GEMM
 precision: a bf16 (or float32) pass with a proven error bound keeps the earlier rows that can be a
 row's maximum, and those pairs are evaluated in float64 (datapruner/cluster/gemm.py).
 Options (metric_options.semdedup): order (hard|easy), max_rows (1_000_000), block (1024: on one core of a Zen 3 CPU, 1024-row blocks scored a 1M-row run in 0.83 of the time 4096-row ones took).
@@ -29,8 +31,8 @@ from datapruner.embed.outputs import unit_rows
 from datapruner.errors import DataprunerError
 from datapruner.io.atomic import save_npy
 from datapruner.io.rundir import RunDir
-from datapruner.metrics.base import FittedMetric, PartData
-from datapruner.metrics.cluster_groups import ClusterBatch, assigned_sizes, cluster_batches
+from datapruner.metrics.base import Metric, PartData
+from datapruner.metrics.cluster_groups import ClusterBatch, range_batches
 
 DEFAULTS = {"order": "hard", "max_rows": 1_000_000, "block": 1024}
 # below this many rows a cluster's float32 pass is faster than bf16 plus its wider exact check, even on AMX
@@ -119,31 +121,60 @@ def duplicate_scores(batch: ClusterBatch, order: str, block: int, device: str = 
     return scores
 
 
-def scores_path(run: RunDir, part: str):
-    return run.metric_dir("semdedup") / f"scores/part-{part}.npy"
+GROUP_ROW = np.dtype([("part", "<i4"), ("row", "<i8"), ("score", "<f4")])
 
 
-class SemDeDup(FittedMetric):
+def group_ranges(k: int, n: int, max_rows: int) -> list[tuple[int, int]]:
+    """The dedup step's ranges of cluster ids: consecutive clusters expected to hold max_rows of the n rows
+    together (n / k a cluster)."""
+    width = max(1, max_rows * k // max(n, 1))
+    return [(lo, min(k, lo + width)) for lo in range(0, k, width)]
+
+
+def group_name(lo: int, hi: int) -> str:
+    return f"{lo:07d}-{hi:07d}"
+
+
+def group_path(run: RunDir, group: str):
+    return run.metric_dir("semdedup") / f"groups/{group}.npy"
+
+
+def score_group(run: RunDir, group: str, options: dict, device: str) -> int:
+    """Score clusters [lo, hi) of the group named lo-hi, write its (part, row, score) rows; their count."""
+    lo, hi = (int(x) for x in group.split("-"))
+    pieces = []
+    for batch in range_batches(run, lo, hi, int(options["max_rows"])):
+        scores = duplicate_scores(batch, options["order"], int(options["block"]), device)
+        piece = np.empty(len(scores), GROUP_ROW)
+        piece["part"], piece["row"], piece["score"] = batch.part, batch.row, scores
+        pieces.append(piece)
+    rows = np.concatenate(pieces) if pieces else np.empty(0, GROUP_ROW)
+    rows = rows[np.lexsort((rows["row"], rows["part"]))]
+    save_npy(group_path(run, group), rows)
+    return len(rows)
+
+
+def part_scores(run: RunDir, part: str, n: int) -> np.ndarray:
+    """A part's duplicate scores, gathered from every group file (the dedup step has swept the stale ones;
+    the scores do not depend on how clusters are grouped, and every row must have one)."""
+    out = np.full(n, np.nan, np.float32)
+    index = int(part)  # part ids are the shards' zero-padded indices
+    for path in sorted(group_path(run, "*").parent.glob("[0-9]*-[0-9]*.npy")):
+        rows = np.load(path, mmap_mode="r")
+        a, b = np.searchsorted(rows["part"], [index, index + 1])
+        out[rows["row"][a:b]] = rows["score"][a:b]
+    if np.isnan(out).any():
+        raise RuntimeError(f"semdedup groups hold no score for {int(np.isnan(out).sum())} rows of part {part}")
+    return out
+
+
+class SemDeDup(Metric):
+    """Scored by the dedup map step (score_group); `score` reads a part's scores back."""
+
     name = "semdedup"
     defaults = DEFAULTS
     rules = {"order": ("hard", "easy"), "max_rows": ("int", 1, None), "block": ("int", 1, None)}
     fit_options = ("order",)
 
-    def fit(self, run: RunDir, cfg, options: dict) -> dict:
-        sizes, rows = assigned_sizes(run)
-        out = [np.full(n, -1.0, np.float32) for n in rows]
-        for batch in cluster_batches(run, sizes, int(options["max_rows"])):
-            scores = duplicate_scores(batch, options["order"], int(options["block"]), cfg.device)
-            for p in np.unique(batch.part):
-                mine = batch.part == p
-                out[p][batch.row[mine]] = scores[mine]
-        for part, scores in zip(run.part_ids(), out):
-            save_npy(scores_path(run, part), scores)
-        return {}
-
     def score(self, part: PartData, cfg) -> np.ndarray:
-        scores = np.load(scores_path(part.run, part.part))
-        if len(scores) != part.meta.num_rows:
-            raise RuntimeError(f"{scores_path(part.run, part.part)} has {len(scores)} rows for "
-                               f"{part.meta.num_rows} samples")
-        return scores
+        return part_scores(part.run, part.part, part.meta.num_rows)

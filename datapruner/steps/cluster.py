@@ -29,7 +29,7 @@ def assign_token(ctx: Context, part: str) -> str:
 
 
 def assign_outputs(run: RunDir, part: str) -> list:
-    return [run.assigned_cluster(part), run.assigned_dist(part)]
+    return [run.assigned_cluster(part), run.assigned_dist(part), run.assigned_by_cluster(part)]
 
 
 def run_assign(ctx: Context, parts: list[str], state=None):

@@ -1,5 +1,5 @@
-"""The metrics stage: fit the metrics that need a state (barrier, one part per metric), then measure every
-part's scores (map, writing scores/).
+"""The metrics stage: fit the metrics that need a state (barrier, one part per metric), SemDeDup's scores by
+ranges of clusters (map), then measure every part's scores (map, writing scores/).
 
 A metric's token hashes the centroids' digest, its name, the options its state depends on and the seed;
 the measure step's token lists the token of every metric it scores ("name=token;…"), so a part scored
@@ -41,6 +41,46 @@ def run_fit(ctx: Context, name: str) -> dict:
     return fit_metric(ctx.run, name, ctx.cfg)
 
 
+def dedup_parts(ctx: Context) -> list[str]:
+    """One part per range of cluster ids, {range} = lo-hi (about max_rows rows), when the policy reads semdedup."""
+    import numpy as np
+
+    from datapruner.metrics.registry import get_metric
+    from datapruner.metrics.scoring import metrics_needed
+    from datapruner.metrics.semdedup import group_name, group_ranges
+
+    if "semdedup" not in metrics_needed(ctx.cfg):
+        return []
+    barrier_digest(ctx, "cluster", "centroids")  # NotReady until the centroids exist
+    k = np.load(ctx.run.centroids, mmap_mode="r").shape[0]
+    n = sum(np.load(ctx.run.img_emb(part), mmap_mode="r").shape[0] for part in ctx.run.part_ids())
+    max_rows = int(get_metric("semdedup").options(ctx.cfg)["max_rows"])
+    return [group_name(lo, hi) for lo, hi in group_ranges(k, n, max_rows)]
+
+
+def dedup_inputs(cfg: Config) -> tuple:
+    """Whether the policy reads semdedup (else the step has no parts), its options and the seed."""
+    from datapruner.metrics.registry import get_metric
+    from datapruner.metrics.scoring import metrics_needed
+
+    return "semdedup" in metrics_needed(cfg), get_metric("semdedup").options(cfg), cfg.seed
+
+
+def run_dedup(ctx: Context, parts: list[str], state=None):
+    from datapruner.metrics.registry import get_metric
+    from datapruner.metrics.semdedup import score_group
+
+    options = get_metric("semdedup").options(ctx.cfg)
+    for part in parts:
+        yield part, {"rows": score_group(ctx.run, part, options, ctx.cfg.device)}
+
+
+def dedup_outputs(run: RunDir, part: str) -> list:
+    from datapruner.metrics.semdedup import group_path
+
+    return [group_path(run, part)]
+
+
 def measure_token(ctx: Context, part: str) -> str:
     from datapruner.metrics.scoring import metrics_needed
 
@@ -65,7 +105,10 @@ def run_measure(ctx: Context, parts: list[str], state=None):
 STEPS = [
     Step("fit", "barrier", "select", fitted_parts, metric_token, lambda rd, name: [rd.metric_dir(name)], run_fit,
          after=("assign",), also_in=("measure",), inputs=metric_inputs, untokened=RUNNING),
+    Step("dedup", "map", "select", dedup_parts, lambda ctx, part: metric_token(ctx, "semdedup"), dedup_outputs,
+         run_dedup, after=("assign",), also_in=("measure",), inputs=dedup_inputs, untokened=RUNNING),
     Step("measure", "map", "select", input_shards, measure_token,
-         lambda rd, part: [rd.scores(part)], run_measure, after=("fit",), covers=covers, also_in=("measure",),
+         lambda rd, part: [rd.scores(part)], run_measure, after=("fit", "dedup"), covers=covers,
+         also_in=("measure",),
          inputs=metric_inputs, untokened=RUNNING),
 ]
