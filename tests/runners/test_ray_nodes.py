@@ -1,7 +1,7 @@
 """`datapruner score --ray-address` on a cluster of separate `ray start` nodes (tests/runners/ray_nodes.py): a
 worker node lost (its raylet and workers SIGKILLed by pid) in the middle of embed, or of SemDeDup's dedup step,
 does not stop the run: the other node takes the lost one's work (embed actors' batches, dedup tasks' retries),
-and the run's files are byte-identical to the local runner's."""
+and the run's files are byte-identical to the local runner's. A driver killed mid-dedup resumes to the same files."""
 
 from __future__ import annotations
 
@@ -120,4 +120,24 @@ def test_a_node_lost_mid_dedup_leaves_the_run_byte_identical(nodes, source, loca
     run = tmp_path / "run"
     at_kill, parts = kill_a_node_during("dedup", cli_score(source, run, nodes.address, dedup_config), run, nodes)
     assert at_kill < parts == 12, f"dedup finished before the kill ({at_kill} of {parts} groups)"
+    assert tree(run) == tree(local_dedup_run)
+
+
+def test_a_driver_killed_mid_dedup_resumes_byte_identical(nodes, source, local_dedup_run, dedup_config, tmp_path):
+    """SIGKILL the `datapruner score` driver once a dedup group is done; the same command finishes the run."""
+    nodes.restart_worker(0)
+    run = tmp_path / "run"
+    cmd = cli_score(source, run, nodes.address, dedup_config)
+    proc = subprocess.Popen(cmd, env=nodes.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + RUN_TIMEOUT_S
+        while marked(run, "dedup") == 0:
+            assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before dedup"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert marked(run, "dedup") < 12 and not (run / "manifest/keep.parquet").exists()
+    again = subprocess.run(cmd, env=nodes.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert tree(run) == tree(local_dedup_run)
