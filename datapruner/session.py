@@ -115,10 +115,13 @@ def run_command(name: str, run: str | Path, cfg: Config, src: str | None = None,
 
 
 def _record_timing(rd: RunDir, step: str, summary: dict) -> None:
-    """run.json `timings`: the seconds of each step's last run that did work (the report shows them)."""
+    """run.json `timings`: the seconds of each step's last run that did work (the report shows them); `driver`: that
+    run's CPU seconds in the driver process and the driver's peak RSS (the rest ran in the runner's workers)."""
     if summary.get("parts", 0) > summary.get("parts_reused", 0) and "seconds" in summary:
-        timings = rd.read_run_json().get("timings", {})
-        rd.update_run_json(timings={**timings, step: summary["seconds"]})
+        recorded = rd.read_run_json()
+        driver = {k: summary[k] for k in ("driver_cpu_seconds", "driver_peak_rss_mib") if k in summary}
+        rd.update_run_json(timings={**recorded.get("timings", {}), step: summary["seconds"]},
+                           driver={**recorded.get("driver", {}), step: driver})
 
 
 def _record_counts(rd: RunDir) -> dict:

@@ -113,6 +113,10 @@ def test_quiet_hides_info_and_json_parses(scored, tmp_path):
     assert summary["select"]["counts"] == {"samples": 64, "valid": 63, "invalid": 1, "kept": 32}
     assert summary["select"]["reasons"]["invalid at decode: undecodable image"] == 1
     assert isinstance(summary["select"]["seconds"], float)
+    # the driver's share: select is a barrier, so its CPU time is the driver's; its peak RSS is the process's
+    assert 0 < summary["select"]["driver_cpu_seconds"] and summary["select"]["driver_peak_rss_mib"] > 50
+    recorded = json.loads((run / "run.json").read_text())["driver"]["select"]
+    assert recorded == {k: summary["select"][k] for k in ("driver_cpu_seconds", "driver_peak_rss_mib")}
     before, _ = cli(["-q", "select", str(run), "--keep", "0.4"])  # -q before the command name works too
     assert before.returncode == 0 and not INFO.findall(before.stderr), before.stderr
     assert re.search(r"^kept +25 of 63 valid", before.stdout, re.M), before.stdout

@@ -11,6 +11,7 @@ digest the next steps' tokens include.
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -105,7 +106,7 @@ def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = N
     finishes. Indices past a step's parts are ignored (a barrier has one part; a mapped task's group
     may be larger than the step it is used for). The sweep of what the step made stale is part of it."""
     step = get_step(name)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     check_after(ctx, step)
     resumed = finish_earlier_sweeps(ctx, step) if indices is None else {}
     interrupted = indices is None and ctx.run.sweep_pending(name)  # a killed run of it left its sweep
@@ -125,7 +126,16 @@ def run_step(ctx: Context, name: str, runner=None, indices: list[int] | None = N
     if interrupted or resumed:
         summary["cleanup_resumed"] = True  # a killed command's sweep was finished by this one
     summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary.update(driver_usage(cpu_started))
     return summary
+
+
+def driver_usage(cpu_started: float) -> dict:
+    """What the step cost this process (the driver; a runner's workers and Ray tasks are not in it): its CPU
+    seconds, and the process's peak RSS so far."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"driver_cpu_seconds": round(time.process_time() - cpu_started, 3),
+            "driver_peak_rss_mib": round(peak_kib / 1024, 1)}
 
 
 def run_parts(ctx: Context, step: Step, todo: list[str], current: dict[str, str], runner=None) -> list[dict]:
