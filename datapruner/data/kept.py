@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -24,7 +25,7 @@ class Kept:
 
     shards: list[str]
     shard: np.ndarray
-    keys: list[str]
+    keys: pa.Array  # Arrow strings: a pool's keys as Python strings would take ~60 bytes each
     offset: np.ndarray
     length: np.ndarray
 
@@ -55,6 +56,6 @@ def _manifest_alone(path: Path):
 def _from_table(table) -> Kept:
     shards = table.column("shard").unique().to_pylist()
     index = pc.index_in(table.column("shard"), value_set=table.column("shard").unique())
-    return Kept(shards=shards, shard=index.to_numpy().astype(np.int32), keys=table.column("key").to_pylist(),
+    return Kept(shards=shards, shard=index.to_numpy().astype(np.int32), keys=table.column("key").combine_chunks(),
                 offset=table.column("offset").to_numpy().astype(np.int64),
                 length=table.column("length").to_numpy().astype(np.int64))

@@ -106,7 +106,7 @@ class KeptSamples(torch.utils.data.IterableDataset):
 
     def _sample(self, row: int, data: bytes, teacher: TeacherEmbeddings | None) -> dict:
         kept = self.kept
-        url, key = kept.shards[kept.shard[row]], kept.keys[row]
+        url, key = kept.shards[kept.shard[row]], kept.keys[row].as_py()
         sample = {"__key__": key, "__url__": url, **members_of(data, key, url, int(kept.offset[row]))}
         if teacher is not None:
             sample.update(teacher.members(url, key))
