@@ -56,6 +56,8 @@ OrderOpt = _opt("order", help="hard (keep high scores), easy (keep low scores) o
 BudgetOpt = _opt("budget", help="global, cluster (uniform per-cluster quotas) or a registered budget.")
 ClustersOpt = _opt("clusters", "--clusters", help="k for k-means.", shown="sqrt(N)")
 SeedOpt = _opt("seed", help="Seed for sampling, k-means and the random metric.")
+WithEmbeddingsOpt = _opt("with_embeddings", "--with-embeddings/--without-embeddings",
+                         help="Add each sample's stored embeddings as {key}.img_emb.npy (and .txt_emb.npy).")
 ShardSizeOpt = _opt("shard_size", "--shard-size", help="Samples per pruned output shard.")
 RunnerOpt = _opt("runner", "--runner", help="local or ray.")
 RayAddressOpt = _opt("ray_address", "--ray-address", help="Ray cluster address (implies --runner ray).")
@@ -261,12 +263,13 @@ def _parse(text: str, flag: str) -> dict:
 @_one_line_errors
 def write(run: Path, config: Optional[list[Path]] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
           runner: Optional[str] = RunnerOpt, ray_address: Optional[str] = RayAddressOpt,
-          allow_pipe: Optional[bool] = PipeOpt, quiet: bool = QuietOpt, verbose: bool = VerboseOpt,
-          as_json: bool = JsonOpt):
+          allow_pipe: Optional[bool] = PipeOpt, with_embeddings: Optional[bool] = WithEmbeddingsOpt,
+          quiet: bool = QuietOpt, verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Copy RUN's kept samples byte for byte into RUN/shards."""
     from datapruner import api
 
-    cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address, allow_pipe=allow_pipe)
+    cfg = _config(config, run, shard_size=shard_size, runner=runner, ray_address=ray_address, allow_pipe=allow_pipe,
+                  with_embeddings=with_embeddings)
     _finish("write", api.write(run, cfg, progress=not quiet), run, as_json)
 
 

@@ -58,6 +58,7 @@ class Config:
     shard_size: int = 10000
     output_digits: int = 6  # pruned shards are {output_prefix}{j:0{output_digits}d}.tar (img2dataset: 5)
     output_prefix: str = ""
+    with_embeddings: bool = False  # add {key}.img_emb.npy (and .txt_emb.npy) to each written sample
     # running
     runner: str = "local"  # local | ray
     ray_address: str | None = None

@@ -31,7 +31,7 @@ SEED_MAX = 2**31 - 1  # faiss takes a C int; numpy refuses negative seeds
 # Config fields with a flag of their own (named --flag in messages); the others are config-file keys.
 FLAGS = {"keep", "metric", "order", "budget", "clusters", "model", "pretrained", "batch_size", "num_workers",
          "embeddings", "allow_pipe", "seed", "shard_size", "device", "runner", "ray_address", "re_embed",
-         "embeddings_layout", "join_key", "embeddings_column"}
+         "embeddings_layout", "join_key", "embeddings_column", "with_embeddings"}
 
 
 def check_config(cfg: Config, command: str, src: str | None = None) -> None:
@@ -133,6 +133,8 @@ def check_output_names(cfg: Config) -> None:
     prefix = cfg.output_prefix
     if not isinstance(prefix, str) or "/" in prefix or "\\" in prefix or prefix.startswith("."):
         fail(cfg, "output_prefix", "must be a file name prefix (no slashes, not starting with a dot)")
+    if not isinstance(cfg.with_embeddings, bool):
+        fail(cfg, "with_embeddings", "must be true or false")
 
 
 def check_embedding(cfg: Config) -> None:

@@ -17,6 +17,7 @@ LAYERS = [
     ("steps",),
     ("runners",),
     ("report",),
+    ("data",),
     ("write",),
     ("select",),
     ("metrics",),

@@ -169,3 +169,11 @@ def _checked(sample: Sample, seen: set[str]) -> Sample:
 
 def _padded(size: int) -> int:
     return (size + BLOCK - 1) // BLOCK * BLOCK
+
+
+def member_bytes(name: str, data: bytes) -> bytes:
+    """One regular tar member (header, data, padding) named `name`, with fixed times and owner so that a
+    rerun writes the same bytes (pax headers where the name needs them)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + data + b"\0" * (_padded(len(data)) - len(data))

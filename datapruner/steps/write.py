@@ -43,8 +43,14 @@ def output_shards(ctx: Context) -> list[str]:
     return plan_names(path)
 
 
+def write_inputs(cfg: Config) -> tuple:
+    return (cfg.with_embeddings,)
+
+
 def write_token(ctx: Context, part: str) -> str:
-    return barrier_digest(ctx, "plan", "plan")
+    plan = barrier_digest(ctx, "plan", "plan")
+    # shards without embeddings keep the token they always had: a finished write is not redone
+    return token_of(plan, *write_inputs(ctx.cfg)) if ctx.cfg.with_embeddings else plan
 
 
 def shard_outputs(run: RunDir, part: str) -> list:
@@ -56,7 +62,7 @@ def shard_outputs(run: RunDir, part: str) -> list:
 def run_write(ctx: Context, parts: list[str], state=None):
     from datapruner.write.shards import write_shards
 
-    yield from write_shards(ctx.run, parts, ctx.cfg.allow_pipe)
+    yield from write_shards(ctx.run, parts, ctx.cfg.allow_pipe, ctx.cfg.with_embeddings)
 
 
 # where the sources may be read from, not what is read: a refused source fails, it does not change a byte
@@ -67,5 +73,5 @@ STEPS = [
     Step("plan", "barrier", "write", one_part("plan"), plan_token, plan_outputs, run_plan, after=("select",),
          inputs=plan_inputs, untokened=SOURCES),
     Step("write", "map", "write", output_shards, write_token, shard_outputs, run_write, after=("plan",),
-         untokened={**RUNNING, **SOURCES}),
+         inputs=write_inputs, untokened={**RUNNING, **SOURCES}),
 ]

@@ -21,7 +21,8 @@ from datapruner.io.identity import SourceChanged, Sources, remedy
 from datapruner.io.ranges import read_ranges
 from datapruner.io.rundir import RunDir, output_name
 from datapruner.io.shards import open_shard, refuse_pipe
-from datapruner.io.tar_samples import iter_samples, leading_key
+from datapruner.embed.teacher import TeacherEmbeddings
+from datapruner.io.tar_samples import iter_samples, leading_key, member_bytes
 from datapruner.select.scores import source_columns
 
 END_OF_ARCHIVE = b"\0" * 1024
@@ -147,17 +148,18 @@ def outputs(run: RunDir, part: str) -> list:
     return [run.shard(part), run.shard_parquet(part), run.shard_stats(part)]
 
 
-def write_shards(run: RunDir, part_ids: list[str], allow_pipe: bool):
+def write_shards(run: RunDir, part_ids: list[str], allow_pipe: bool, with_embeddings: bool = False):
     """Output shards `part_ids` of the plan, each yielded once its tar, parquet and stats are written. The
     source shards they read are checked first: a changed one is refused before any output is written."""
     plan_file = pq.ParquetFile(run.write_plan)
     index = {name: j for j, name in enumerate(plan_names(run.write_plan))}
     read = plan_file.read_row_groups([index[part] for part in part_ids], columns=["shard"]).column("shard")
     Sources(run).refuse_changed(read.unique().to_pylist())
+    teacher = TeacherEmbeddings(run) if with_embeddings else None
     for part in part_ids:
         rows = plan_rows(plan_file, index[part])
         refuse_pipe_shards(run, rows.column("shard").unique().to_pylist(), str(run.write_plan), allow_pipe)
-        yield part, {"samples": write_one(run, part, rows)}
+        yield part, {"samples": write_one(run, part, rows, teacher)}
 
 
 def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:
@@ -165,8 +167,9 @@ def plan_rows(plan_file: pq.ParquetFile, j: int) -> pa.Table:
     return plan_file.read_row_group(j)
 
 
-def write_one(run: RunDir, name: str, rows: pa.Table) -> int:
-    """Output shard `name`: its plan rows' byte ranges, copied, then the end-of-archive blocks; then its
+def write_one(run: RunDir, name: str, rows: pa.Table, teacher: TeacherEmbeddings | None = None) -> int:
+    """Output shard `name`: its plan rows' byte ranges, copied (each followed by its stored embeddings as
+    members when `teacher` is given), then the end-of-archive blocks; then its
     parquet and its stats (the tar first: a stats file present means its shard is). A range that does not
     start with its sample's tar header stops the shard (its temp file is removed, nothing is marked)."""
     sources = []
@@ -177,6 +180,9 @@ def write_one(run: RunDir, name: str, rows: pa.Table) -> int:
             for (_, key, offset, _), data in zip(group, read_ranges(shard, [(o, n) for _, _, o, n in group])):
                 check_sample_bytes(run, name, shard, key, offset, data)
                 out.write(data)
+                if teacher is not None:
+                    out.write(b"".join(member_bytes(f"{key}.{ext}", npy) for ext, npy in
+                                       teacher.members(shard, key).items()))
             sources.append(shard)
         out.write(END_OF_ARCHIVE)
     save_parquet(run.shard_parquet(name), shard_rows(rows))
