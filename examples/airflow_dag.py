@@ -1,13 +1,13 @@
 """Example Airflow DAGs: prune a WebDataset source with one task per datapruner step.
 
     datapruner_prune:         one task per step of datapruner's step table (datapruner/steps/table.py), in
-                              table order, e.g. ... → embed → cluster → assign → fit → measure → select
+                              table order, e.g. ... → embed → cluster → assign → fit → dedup → measure → select
                               → plan → write → report
-    datapruner_prune_mapped:  the same, with the map steps (steps.table.MAP_STEPS: embed, assign, measure, write)
-                              fanned out as mapped tasks, one per group of parts, so Airflow workers
-                              share the work: ... → parts_embed → embed[g] → cluster → parts_assign →
-                              assign[g] → fit → parts_measure → measure[g] → select → plan → parts_write →
-                              write[g] → report
+    datapruner_prune_mapped:  the same, with the map steps (steps.table.MAP_STEPS: index, scan, join, embed,
+                              assign, dedup, measure, write) fanned out as mapped tasks, one per group of
+                              parts, so Airflow workers share the work: ... → parts_embed → embed[g] →
+                              cluster → parts_assign → assign[g] → fit → parts_dedup → dedup[g] →
+                              parts_measure → measure[g] → select → plan → parts_write → write[g] → report
 
 The task lists come from the step table (steps.table.STEP_NAMES), so a step added to the table is a task
 here too. Both DAGs publish two Assets: the manifest (emitted by `select`) and the pruned shards

@@ -48,7 +48,6 @@ before it); `untokened` names the config fields the step reads that its token de
     digest: Callable[[RunDir, str], str] | None = None  # barriers: what later tokens include (default: the token)
     also_in: tuple[str, ...] = ()  # other commands that run it (every step is in `score`, end to end)
     inputs: Callable[[Config], tuple] = lambda cfg: ()  # the config values its token hashes
-    one_task: bool = False  # a map step an orchestrator runs as one task (not fanned out)
     untokened: dict[str, str] = field(default_factory=dict)
 
 

@@ -135,11 +135,11 @@ EMBED_RUNNING = {**RUNNING, "batch_size": "how many images a forward pass takes 
 
 STEPS = [
     Step("index", "map", "embed", index_parts, token, _join_outputs("index"), run_index, inputs=inputs,
-         one_task=True, untokened=EMBED_RUNNING),
+         untokened=EMBED_RUNNING),
     Step("scan", "map", "embed", scan_parts, token, _join_outputs("scan"), run_scan, inputs=inputs,
-         one_task=True, untokened=EMBED_RUNNING),
+         untokened=EMBED_RUNNING),
     Step("join", "map", "embed", join_parts, token, _join_outputs("join"), run_join, after=("index", "scan"),
-         inputs=inputs, one_task=True, untokened=EMBED_RUNNING),
+         inputs=inputs, untokened=EMBED_RUNNING),
     Step("embed", "map", "embed", input_shards, token, embed_outputs, run_embed, after=("join",), setup=load_model,
          batch=shards_per_call, inputs=inputs, untokened=EMBED_RUNNING),
 ]

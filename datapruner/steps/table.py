@@ -10,8 +10,8 @@ from datapruner.steps.contract import Step
 TABLE: dict[str, Step] = {s.name: s for stage in (embed, cluster, metrics, select, write, report) for s in stage.STEPS}
 
 STEP_NAMES: tuple[str, ...] = tuple(TABLE)
-# the map steps an orchestrator fans out into parallel tasks (index, scan and join run as one task each)
-MAP_STEPS: tuple[str, ...] = tuple(s.name for s in TABLE.values() if s.kind == "map" and not s.one_task)
+# the map steps an orchestrator fans out into parallel tasks
+MAP_STEPS: tuple[str, ...] = tuple(s.name for s in TABLE.values() if s.kind == "map")
 END_TO_END = "score"  # the command that runs every step: `datapruner score SRC --keep F`
 
 

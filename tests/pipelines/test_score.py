@@ -202,6 +202,22 @@ def test_map_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path)
         assert got == expected, sub
 
 
+def test_the_join_steps_run_in_groups_match_one_call(scored_run, shard_dir, tmp_path):
+    """With --embeddings, index, scan and join fan out like the other map steps: in groups, the same files."""
+    cfg = Config(**TINY, clusters=4, shard_size=16, embeddings=str(scored_run / "embeddings"))
+    src, whole, grouped = str(shard_dir), tmp_path / "whole", tmp_path / "grouped"
+    api.embed(src, whole, cfg, progress=False)
+    for name in ("index", "scan", "join", "embed"):
+        groups = api.partition(name, grouped, cfg, groups=2, src=src)
+        assert len(groups) == 2 or name in ("index", "join"), (name, groups)  # small: one file, one bucket
+        for group in reversed(groups):
+            api.step(name, grouped, cfg, src=src, progress=False, parts=group)
+    for sub in ("embeddings", "join"):
+        expected = {p.relative_to(whole): p.read_bytes() for p in (whole / sub).rglob("*") if p.is_file()}
+        got = {p.relative_to(grouped): p.read_bytes() for p in (grouped / sub).rglob("*") if p.is_file()}
+        assert got == expected and got, sub
+
+
 def test_laion_style_embeddings_without_byte_ranges_still_write_the_same_shards(scored_run, shard_dir, tmp_path):
     """clip-retrieval metadata has key and caption but no shard or byte range: write finds them by a scan."""
     import shutil

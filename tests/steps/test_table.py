@@ -91,7 +91,7 @@ def test_every_config_field_a_step_reads_is_in_its_token_or_left_out_by_name(pol
 
 def test_what_is_derived_from_the_table():
     assert STEP_NAMES == tuple(TABLE) and STEP_NAMES[0] == "index" and STEP_NAMES[-1] == "report"
-    assert MAP_STEPS == ("embed", "assign", "dedup", "measure", "write")
+    assert MAP_STEPS == ("index", "scan", "join", "embed", "assign", "dedup", "measure", "write")
     assert COMMANDS["score"] == STEP_NAMES
     assert COMMANDS["select"] == ("assign", "fit", "dedup", "measure", "select", "report")
     assert COMMANDS["embed"] == ("index", "scan", "join", "embed")
