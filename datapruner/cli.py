@@ -14,6 +14,7 @@ import yaml
 
 from datapruner.config import Config, load_config, yaml_problem
 from datapruner.cli_errors import print_error, user_errors
+from datapruner.cli_index import index as _index
 from datapruner.cli_logging import cli_logging
 from datapruner.errors import DataprunerError
 from datapruner.summary_text import one_screen, summary_lines, verify_lines
@@ -354,6 +355,9 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
         typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
         return
     typer.echo("\n".join(verify_lines(summary)))
+
+
+app.command("index")(_one_line_errors(_index))
 
 
 # the summary at the end of a command -----------------------------------------------------------------

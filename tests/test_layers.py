@@ -10,14 +10,14 @@ ROOT = Path(datapruner.__file__).parent
 
 # top to bottom; a module may import its own layer's modules and any layer below
 LAYERS = [
-    ("cli", "cli_errors", "cli_logging", "summary_text", "integrations"),
+    ("cli", "cli_errors", "cli_logging", "cli_index", "summary_text", "integrations"),
     ("api",),
     ("verify",),
     ("session", "validate"),
     ("steps",),
     ("runners",),
     ("report",),
-    ("write",),
+    ("write", "indexes"),
     ("select",),
     ("metrics",),
     ("cluster",),
