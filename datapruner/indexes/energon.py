@@ -27,7 +27,8 @@ def write_energon(keys: dict[str, ShardKeys], folder: Path, split: str = "train"
     names = {shard: os.path.relpath(local_path(shard), root) for shard in keys}
     excludes, unsplit = [], []
     for shard, k in keys.items():
-        excludes.extend([names[shard]] if not k.kept else [f"{names[shard]}/{key}" for key in sorted(k.dropped - k.kept)])
+        dropped = [f"{names[shard]}/{key}" for key in sorted(k.dropped - k.kept)]
+        excludes.extend(dropped if k.kept else [names[shard]])  # a shard with nothing kept goes whole
         unsplit.extend(sorted(k.dropped & k.kept))
     if unsplit:
         log.warning("%d dropped sample(s) share a key with a kept sample of their shard (e.g. %r): Energon "
