@@ -91,3 +91,11 @@ def verify(run: str | Path, spec=None, cfg: Config = Config(), progress: bool = 
     spec = spec or VerifySpec()
     with session(run, cfg, "verify", spec.src, progress):
         return run_verify(run, cfg, spec, progress)
+
+
+def index(run: str | Path, fmt: str, out: str | Path | None = None) -> dict:
+    """A loader's index of RUN's kept samples: DALI .idx files, a wids description, an Energon split with
+    exclude entries, or DataComp's uids (docs/indexes.md)."""
+    from datapruner.indexes.build import build_index
+
+    return build_index(run, fmt, out)

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
-from datapruner.config import Config, load_config, yaml_problem
+from datapruner.config import Config, load_config
 from datapruner.cli_errors import print_error, user_errors
+from datapruner.cli_index import index as _index
+from datapruner.cli_parse import alpha as _alpha
+from datapruner.cli_parse import csv as _csv
+from datapruner.cli_parse import filters as _filters
+from datapruner.cli_parse import with_metric_options as _with_metric_options
 from datapruner.cli_logging import cli_logging
 from datapruner.errors import DataprunerError
 from datapruner.summary_text import one_screen, summary_lines, verify_lines
@@ -224,41 +228,6 @@ def select(run: Path, keep: Optional[float] = KeepOpt, config: Optional[list[Pat
     _finish("select", api.select(run, cfg.keep, cfg, progress=not quiet), run, as_json)
 
 
-def _with_metric_options(cfg: Config, specs: Optional[list[str]]) -> Config:
-    """--metric-option values merged over the config's metric_options."""
-    if not specs:
-        return cfg
-    from datapruner.metrics.registry import available
-
-    merged = {name: dict(options) for name, options in cfg.metric_options.items()}
-
-    for text in specs:
-        spec = _parse(text, "--metric-option")
-        name = spec.pop("name")
-        if name not in available() or not spec:
-            raise DataprunerError(f"--metric-option {text}: expected METRIC:KEY=VALUE[,...] with METRIC one of "
-                                  f"{', '.join(available())}")
-        merged.setdefault(name, {}).update(spec)
-    return cfg.replace(metric_options=merged)
-
-
-def _filters(specs: Optional[list[str]]) -> Optional[list[dict]]:
-    """--filter values as Config.filters entries (None: keep the config file's)."""
-    if not specs:
-        return None
-    return [_parse(s, "--filter") for s in specs]
-
-
-def _parse(text: str, flag: str) -> dict:
-    """NAME:KEY=VALUE[,...] (select/filters.py parse_filter), a value that is not YAML as a one-line error."""
-    from datapruner.select.filters import parse_filter
-
-    try:
-        return parse_filter(text, flag)
-    except yaml.YAMLError as exc:
-        raise DataprunerError(f"{flag} {text}: a value is not valid YAML ({yaml_problem(exc)})") from None
-
-
 @app.command()
 @_one_line_errors
 def write(run: Path, config: Optional[list[Path]] = ConfigOpt, shard_size: Optional[int] = ShardSizeOpt,
@@ -282,17 +251,6 @@ def report(run: Path, config: Optional[list[Path]] = ConfigOpt, quiet: bool = Qu
 
     path = api.report(run, _config(config, run))
     _finish("report", {"report": path}, run, as_json)
-
-
-def _csv(value: str, cast=str, flag: str = "") -> tuple:
-    try:
-        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
-    except ValueError as exc:
-        raise DataprunerError(f"{flag} {value}: {exc}".strip()) from None
-
-
-def _alpha(value: str):
-    return "auto" if value == "auto" else float(value)
 
 
 @app.command()
@@ -357,6 +315,9 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
         typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
         return
     typer.echo("\n".join(verify_lines(summary)))
+
+
+app.command("index")(_one_line_errors(_index))
 
 
 # the summary at the end of a command -----------------------------------------------------------------

@@ -5,11 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-echo "setup: .venv with torch 2.14.1, torchvision 0.29.1 and datapruner[cpu,dev,ray,airflow] (editable)"
+echo "setup: .venv with torch 2.14.1, torchvision 0.29.1 and datapruner[cpu,dev,ray,airflow,indexes] (editable)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[cpu,dev,ray,airflow]"
+.venv/bin/python -m pip install -q -e ".[cpu,dev,ray,airflow,indexes]"
 
 chromium_wanted() {
   [ "${DATAPRUNER_NO_CHROMIUM:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \

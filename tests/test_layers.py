@@ -10,7 +10,7 @@ ROOT = Path(datapruner.__file__).parent
 
 # top to bottom; a module may import its own layer's modules and any layer below
 LAYERS = [
-    ("cli", "cli_errors", "cli_logging", "summary_text", "integrations"),
+    ("cli", "cli_errors", "cli_logging", "cli_index", "cli_parse", "summary_text", "integrations"),
     ("api",),
     ("verify",),
     ("session", "validate"),
@@ -18,7 +18,7 @@ LAYERS = [
     ("runners",),
     ("report",),
     ("data",),
-    ("write",),
+    ("write", "indexes"),
     ("select",),
     ("metrics",),
     ("cluster",),
