@@ -295,8 +295,11 @@ def _alpha(value: str):
 @app.command()
 @_one_line_errors
 def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
-           methods: str = typer.Option("random,proto_hard,proto_easy,el2n,el2n_offset,el2n_probe,dbp",
-                                       help="Comma list of pruning methods."),
+           task: str = typer.Option("classification", help="classification (students on the run's labels) or clip "
+                                    "(CLIPs trained from scratch on the kept image-caption pairs)."),
+           methods: Optional[str] = typer.Option(None, help="Comma list of pruning methods.", show_default=
+                                                 "the task's: see docs/verify.md"),
+           clip_model: str = typer.Option("datapruner-tiny", "--clip-model", help="clip: the open_clip config trained."),
            fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
            seeds: str = typer.Option("0,1,2,3,4", help="Comma list of seeds (students and scoring; >= 5 for verdicts)."),
            kd_alphas: str = typer.Option("0,0.5,0.9", "--kd-alphas", help="KD weights: floats in [0, 1] and/or 'auto' "
@@ -335,11 +338,11 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
     from datapruner import api
-    from datapruner.verify.pipeline import VerifySpec
+    from datapruner.verify.pipeline import VerifySpec, default_methods
 
     cfg = _config(config, run, True, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
                   seed=seed, device=device, allow_pipe=allow_pipe)
-    spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
+    spec = VerifySpec(methods=_csv(methods or default_methods(task)), task=task, clip_model=clip_model, fractions=_csv(fractions, float, "--fractions"),
                       seeds=_csv(seeds, int, "--seeds"), kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"),
                       budget_modes=_csv(budget_modes), pools=_csv(pools, float, "--pools"), student=student,
                       balance=balance, test_src=test_src, test_fraction=test_fraction, val_fraction=val_fraction,
@@ -348,7 +351,7 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
                       lr=lr, width=width, temperature=temperature, image_size=image_size, channels=channels,
                       threads=threads, workers=workers, out=str(results_dir) if results_dir else None)
     summary = api.verify(run, spec, cfg, progress=not quiet)
-    short = {k: summary[k] for k in ("teachers", "n_train", "n_val", "n_test", "unseen_test_labels", "rows",
+    short = {k: summary.get(k) for k in ("task", "teachers", "n_train", "n_val", "n_test", "unseen_test_labels", "rows",
                                      "students_not_converged", "skipped_methods", "claims", "seconds")}
     if as_json:
         typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
