@@ -88,3 +88,14 @@ def test_a_row_that_did_not_converge_gates_the_verdict():
     claim = next(c for c in clip_verdicts.claims(clip_verdicts.comparisons(rows, correct))
                  if (c["claim"], c["metric"], c["method"]) == ("beats_random", "zero_shot", "semdedup"))
     assert claim["verdict"] == clip_verdicts.NOT_CONVERGED
+
+
+def test_held_out_pairs_are_in_no_training_pool(scored_run):
+    from datapruner.verify.clip_study import load
+
+    spec = VerifySpec(task="clip", test_fraction=0.25, val_fraction=0.1)
+    data = load(scored_run, Config(**TINY), spec)
+    ids = lambda pairs: set(zip(pairs.ids.column("shard").to_pylist(), pairs.ids.column("key").to_pylist()))  # noqa: E731
+    assert not ids(data.test) & ids(data.train) and not ids(data.val) & ids(data.train)
+    assert not ids(data.test) & ids(data.val)
+    assert len(data.train) == len(data.img) == len(data.txt) and len(data.test) == 15
