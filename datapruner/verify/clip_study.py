@@ -133,6 +133,9 @@ def full_rows(rows: list[dict], methods) -> list[dict]:
 
 
 def _fit(data: ClipData, arms: dict, spec, device, cell: tuple, teacher_state) -> dict:
+    """Train and evaluate one arm's CLIP; the full pool's also returns its weights (the seed's KD teacher)."""
+    import open_clip
+
     from datapruner.verify.clip_data import class_prompts
     from datapruner.verify.clip_eval import evaluate
     from datapruner.verify.clip_model import new_clip, train_clip
@@ -145,8 +148,6 @@ def _fit(data: ClipData, arms: dict, spec, device, cell: tuple, teacher_state) -
     kept = data.train.take(index)
     info = train_clip(model, kept.images, kept.tokens, schedule(spec, len(data.train), alpha), seed,
                       (data.val.images, data.val.tokens), teacher)
-    import open_clip
-
     correct = evaluate(model, data.test, class_prompts(data.train.labels, data.train.captions),
                        open_clip.get_tokenizer(spec.clip_model))
     tv, present = label_distance(data.train.labels[index], data.train.labels)
