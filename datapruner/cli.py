@@ -256,8 +256,9 @@ def report(run: Path, config: Optional[list[Path]] = ConfigOpt, quiet: bool = Qu
 @app.command()
 @_one_line_errors
 def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
-           methods: str = typer.Option("random,proto_hard,proto_easy,el2n,el2n_offset,el2n_probe,dbp",
-                                       help="Comma list of pruning methods."),
+           task: str = typer.Option("classification", help="classification, or clip (CLIPs trained on kept pairs)."),
+           methods: Optional[str] = typer.Option(None, help="Comma list of pruning methods (default: the task's)."),
+           clip_model: str = typer.Option("datapruner-tiny", "--clip-model", help="clip: the open_clip config trained."),
            fractions: str = typer.Option("0.1,0.2,0.3,0.5,0.7,1.0", help="Comma list of keep fractions."),
            seeds: str = typer.Option("0,1,2,3,4", help="Comma list of seeds (students and scoring; >= 5 for verdicts)."),
            kd_alphas: str = typer.Option("0,0.5,0.9", "--kd-alphas", help="KD weights: floats in [0, 1] and/or 'auto' "
@@ -285,7 +286,7 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (after warm-up)."),
            width: int = typer.Option(256, help="Student width (teacher: 2x)."),
            temperature: float = typer.Option(4.0, help="KD temperature T."),
-           image_size: int = typer.Option(32, "--image-size", help="cnn: images are resized to this square."),
+           image_size: int = typer.Option(32, "--image-size", help="cnn: image side."),
            channels: int = typer.Option(3, help="cnn: 1 (grayscale) or 3 (RGB)."),
            threads: Optional[int] = typer.Option(None, help="torch CPU threads of scoring and teachers."),
            workers: Optional[int] = typer.Option(None, help="Student processes (default: the usable cores)."),
@@ -296,25 +297,23 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
     from datapruner import api
-    from datapruner.verify.pipeline import VerifySpec
+    from datapruner.verify.pipeline import VerifySpec, default_methods
 
     cfg = _config(config, run, True, embeddings=embeddings, model=model, pretrained=pretrained, clusters=clusters,
                   seed=seed, device=device, allow_pipe=allow_pipe)
-    spec = VerifySpec(methods=_csv(methods), fractions=_csv(fractions, float, "--fractions"),
-                      seeds=_csv(seeds, int, "--seeds"), kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"),
-                      budget_modes=_csv(budget_modes), pools=_csv(pools, float, "--pools"), student=student,
-                      balance=balance, test_src=test_src, test_fraction=test_fraction, val_fraction=val_fraction,
-                      holdout_group=holdout_group, src=src, epochs=epochs, steps=steps, max_epochs=max_epochs,
-                      patience=patience, el2n_epoch=el2n_epoch, el2n_inits=el2n_inits, batch_size=train_batch_size,
-                      lr=lr, width=width, temperature=temperature, image_size=image_size, channels=channels,
-                      threads=threads, workers=workers, out=str(results_dir) if results_dir else None)
+    spec = VerifySpec(methods=_csv(methods or default_methods(task)), task=task, clip_model=clip_model,
+                      fractions=_csv(fractions, float, "--fractions"), seeds=_csv(seeds, int, "--seeds"),
+                      kd_alphas=_csv(kd_alphas, _alpha, "--kd-alphas"), budget_modes=_csv(budget_modes),
+                      pools=_csv(pools, float, "--pools"), student=student, balance=balance, test_src=test_src,
+                      test_fraction=test_fraction, val_fraction=val_fraction, holdout_group=holdout_group, src=src,
+                      epochs=epochs, steps=steps, max_epochs=max_epochs, patience=patience, el2n_epoch=el2n_epoch,
+                      el2n_inits=el2n_inits, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
+                      image_size=image_size, channels=channels, threads=threads, workers=workers, out=results_dir)
     summary = api.verify(run, spec, cfg, progress=not quiet)
-    short = {k: summary[k] for k in ("teachers", "n_train", "n_val", "n_test", "unseen_test_labels", "rows",
-                                     "students_not_converged", "skipped_methods", "claims", "seconds")}
-    if as_json:
-        typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str))
-        return
-    typer.echo("\n".join(verify_lines(summary)))
+    short = {k: summary.get(k) for k in ("task", "teachers", "n_train", "n_val", "n_test", "rows", "claims", "seconds",
+                                         "unseen_test_labels", "students_not_converged", "skipped_methods")}
+    typer.echo(json.dumps({**short, "files": summary["files"]}, indent=2, default=str) if as_json
+               else "\n".join(verify_lines(summary)))
 
 
 app.command("index")(_one_line_errors(_index))

@@ -173,6 +173,8 @@ def _duration(seconds: float) -> str:
 
 
 def verify_lines(summary: dict) -> list[str]:
+    if summary.get("task") == "clip":
+        return clip_verify_lines(summary)
     teachers = summary.get("teachers") or {}
     lines = [f"datapruner verify: done in {_duration(summary.get('seconds', 0))}",
              f"data      train {summary['n_train']}, validation {summary.get('n_val', 0)}, test {summary['n_test']}"]
@@ -194,6 +196,19 @@ def verify_lines(summary: dict) -> list[str]:
                      f"({claim.get('budget_mode')}, balance {claim.get('balance')})")
     lines.append(f"results   {summary['files'][0]} (+ csv, plots, power_law.json, claims.json, summary.md)")
     return lines
+
+
+def clip_verify_lines(summary: dict) -> list[str]:
+    """verify --task clip: the data, the students, and how many claims came out each way (summary.md has them)."""
+    from collections import Counter
+
+    counts = Counter(c["verdict"] for c in summary.get("claims", []))
+    return [f"datapruner verify --task clip: done in {_duration(summary.get('seconds', 0))} on {summary.get('device')}",
+            f"data      train {summary['n_train']}, validation {summary['n_val']}, held-out pairs {summary['n_test']}",
+            f"students  {summary['students_trained']} CLIP(s), {summary['rows']} result row(s), "
+            f"{summary.get('students_not_converged', 0)} row(s) not converged",
+            "claims    " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none"),
+            f"results   {summary['files'][0]} (+ csv, test_correct.npz, comparisons.json, claims.json, summary.md)"]
 
 
 def one_screen(summary: dict) -> dict:

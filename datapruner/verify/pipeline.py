@@ -50,6 +50,8 @@ class VerifySpec(StudySpec):
     channels: int = 3
     threads: int | None = None
     out: str | Path | None = None
+    task: str = "classification"  # or "clip": CLIPs trained on the kept image-caption pairs (verify/clip_study.py)
+    clip_model: str = "datapruner-tiny"  # clip: the open_clip config trained from scratch
 
 
 def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = True) -> dict:
@@ -60,6 +62,10 @@ def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = 
     """
     import torch
 
+    if spec.task not in TASKS:
+        raise DataprunerError(f"verify --task {spec.task}: choose one of {', '.join(TASKS)}")
+    if spec.task == "clip":
+        return _clip(run, cfg, spec, progress)
     check_spec(spec)
     spec = replace(spec, fractions=tuple(sorted(float(f) for f in spec.fractions)),
                    pools=tuple(sorted(float(p) for p in spec.pools)),
@@ -75,6 +81,27 @@ def run_verify(run: str | Path, cfg: Config, spec: VerifySpec, progress: bool = 
     finally:
         torch.set_num_threads(threads_before)
     return summary
+
+
+TASKS = ("classification", "clip")
+
+
+def default_methods(task: str) -> str:
+    """The methods a task compares when --methods is not given (a comma list)."""
+    from datapruner.verify.clip_methods import DEFAULT_METHODS
+
+    return ",".join(DEFAULT_METHODS if task == "clip" else VerifySpec.methods)
+
+
+def _clip(run, cfg: Config, spec: VerifySpec, progress: bool) -> dict:
+    from datapruner.verify.clip_study import run_clip_verify
+
+    spec = replace(spec, fractions=tuple(sorted({*(float(f) for f in spec.fractions), 1.0})))
+    if spec.src is not None:
+        from datapruner.session import run_command
+
+        run_command("embed", run, cfg.replace(embed_text=True), spec.src, progress)
+    return run_clip_verify(run, cfg, spec, progress)
 
 
 def check_spec(spec: VerifySpec) -> None:
