@@ -67,7 +67,7 @@ def section(out: Path, images: Path, base: Path) -> str:
 
 def verdicts_table(out: Path, studies: list[str]) -> str:
     """Every tested claim of every study, refuted ones first (the per-study tables below repeat the untested)."""
-    order = {"refuted": 0, "inconclusive": 1, "holds": 2}
+    order = {"refuted": 0, "contradictory": 1, "inconclusive: not converged": 2, "inconclusive": 3, "holds": 4}
     found = []
     for name in studies:
         for c in json.loads((out / "verify" / name / "claims.json").read_text()):
