@@ -180,6 +180,9 @@ def main() -> None:
         api.verify(run, VerifySpec(**options, test_src=str(test_src), out=out / "verify" / name), cfg)
         timings[name] = time.time() - t
     timings["total"] = time.time() - start
+    if args.only and (out / "timings.json").exists():  # a partial rerun keeps the other studies' timings
+        earlier = json.loads((out / "timings.json").read_text())
+        timings = {**earlier, **timings, "total": earlier.get("total", 0.0) + timings["total"]}
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))
     print(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))
     if args.doc:
