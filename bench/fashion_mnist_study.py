@@ -72,10 +72,10 @@ def fit_pca(pixels: np.ndarray, dim: int, seed: int = 0):
     return lambda p: (flat(p) - mean) @ vt[:dim].T
 
 
-def fit_ssl(pixels: np.ndarray, dim: int, seed: int = 0):
+def fit_ssl(pixels: np.ndarray, dim: int, seed: int = 0, seconds: float | None = None):
     from datapruner.verify import ssl
 
-    encoder = ssl.train_encoder(pixels, dim=dim, seed=seed)
+    encoder = ssl.train_encoder(pixels, dim=dim, seed=seed, seconds=seconds)
     return lambda p: ssl.embed(encoder, p)
 
 
@@ -133,16 +133,18 @@ def random_init_embedding(pixels: dict) -> dict:
 
 def studies(args) -> dict[str, tuple[str, dict]]:
     """name → (embedding, VerifySpec options)."""
-    common = dict(fractions=(0.1, 0.3, 0.7, 1.0), seeds=tuple(range(args.seeds)), student="mlp",
+    common = dict(fractions=tuple(args.fractions), seeds=tuple(range(args.seeds)), student="mlp",
                   budget_modes=("convergence", "fixed_steps"), epochs=args.epochs, batch_size=512, width=128,
                   teacher_width=512, threads=2, max_epochs=args.max_epochs, patience=3)
     return {
-        "ssl": ("ssl", dict(common, methods=ALL_METHODS, kd_alphas=(0.0, 0.25, 0.5, 0.9), resample=("teacher",))),
+        "ssl": ("ssl", dict(common, methods=ALL_METHODS, kd_alphas=tuple(args.kd_alphas), resample=tuple(args.resample),
+                            budget_modes=tuple(args.kd_budgets))),
         "ssl_pools": ("ssl", dict(common, methods=("random", "proto_hard", "proto_easy"), kd_alphas=(0.0,),
                                   pools=(0.25, 0.5, 1.0))),
-        "pca": ("pca", dict(common, methods=("random", "proto_hard", "proto_easy", "dbp"), kd_alphas=(0.0,))),
+        "pca": ("pca", dict(common, methods=("random", "proto_hard", "proto_easy", "dbp"), kd_alphas=(0.0,),
+                            budget_modes=tuple(args.kd_budgets))),
         "cnn": ("ssl", dict(common, methods=("random", "proto_hard", "proto_easy", "dbp"), kd_alphas=(0.0,),
-                            fractions=(0.1, 0.3, 1.0), budget_modes=("fixed_steps",), student="cnn", width=128,
+                            budget_modes=("fixed_steps",), student="cnn", width=128,
                             image_size=28, channels=1)),
     }
 OPTIONAL = ("cnn",)  # run only when asked for (--cnn or --only)
@@ -155,6 +157,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="fixed-steps budget, in passes over the pool")
     parser.add_argument("--max-epochs", type=int, default=150, help="convergence budget: the cap")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3, 0.7, 1.0])
+    parser.add_argument("--kd-alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.9],
+                        help="the ssl study's KD weights (>= 3, 0 included, for the KD-weight claim)")
+    parser.add_argument("--kd-budgets", nargs="+", default=["convergence", "fixed_steps"],
+                        help="budgets of the ssl and pca studies (ssl_pools always runs both)")
+    parser.add_argument("--resample", nargs="*", default=["teacher"], help="what each seed of the ssl study redraws")
+    parser.add_argument("--ssl-seconds", type=float, default=None, help="wall-clock cap on the SSL encoder's training")
     parser.add_argument("--only", nargs="+", help="run only these studies (ssl, ssl_pools, pca, cnn)")
     parser.add_argument("--cnn", action="store_true", help="also the CNN-on-pixels study")
     parser.add_argument("--doc", help="write the study's page here, e.g. docs/verify-study.md (bench/study_readme.py)")
@@ -166,7 +175,7 @@ def main() -> None:
     chosen = {name: study for name, study in studies(args).items()
               if (name in args.only if args.only else name not in OPTIONAL or args.cnn)}
     embeddings = {}
-    for name, fit in (("ssl", fit_ssl), ("pca", fit_pca)):
+    for name, fit in (("ssl", lambda p, d: fit_ssl(p, d, seconds=args.ssl_seconds)), ("pca", fit_pca)):
         if any(emb == name for emb, _ in chosen.values()):
             embeddings[name], timings[f"embed_{name}"] = embed_splits(dirs, out, name, fit)
     if not args.only:
@@ -180,6 +189,7 @@ def main() -> None:
         api.verify(run, VerifySpec(**options, test_src=str(test_src), out=out / "verify" / name), cfg)
         timings[name] = time.time() - t
     timings["total"] = time.time() - start
+    (out / "command.txt").write_text("python bench/fashion_mnist_study.py " + " ".join(sys.argv[1:]) + "\n")
     if args.only and (out / "timings.json").exists():  # a partial rerun keeps the other studies' timings
         earlier = json.loads((out / "timings.json").read_text())
         timings = {**earlier, **timings, "total": earlier.get("total", 0.0) + timings["total"]}
