@@ -131,7 +131,7 @@ def regimes(index: dict) -> list[dict]:
             family.append({"budget_mode": budget, "balance": balance, "pool": pool, "fraction": f,
                            **stats.paired(accuracy_by_seed(full), accuracy_by_seed(rnd))})
         for c in stats.adjust_family(family):
-            c["regime"] = {stats.HOLDS: REGIME_BELOW, stats.REFUTED: REGIME_ABOVE}.get(stats.verdict(c), REGIME_SAME)
+            c["regime"] = {stats.HOLDS: REGIME_BELOW, stats.REFUTED: REGIME_ABOVE}.get(stats.significance(c), REGIME_SAME)
             c["test"] = "full pool − random@f, " + stats.TEST
         out += family
     return out
