@@ -67,7 +67,7 @@ def test_holm_adjusts_and_changes_a_borderline_family():
     assert all(c["family_size"] == 3 for c in family)
 
 
-def test_bootstrap_ci_is_seeded_and_covers_the_mean():  # still used for the plots' error bars
+def test_bootstrap_ci_is_seeded_and_covers_the_mean():
     values = [0.01, 0.03, 0.02, 0.05, 0.00]
     assert stats.bootstrap_ci(values) == stats.bootstrap_ci(list(values))
     low, high = stats.bootstrap_ci(values)
