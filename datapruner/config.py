@@ -72,17 +72,19 @@ class Config:
     ray_runtime_env: dict = field(default_factory=dict)  # passed to ray.init when set (e.g. {"working_dir": "."})
 
     def __post_init__(self):
-        """Old metric and filter names (ALIASES) are read as the new ones, with a deprecation warning."""
+        """Old metric and filter names (ALIASES) are read as the new ones, with a deprecation warning. (Through
+        __dict__: building a Config reads no field, for steps/describe.py's count of the fields a step reads.)"""
+        given = self.__dict__
+        metrics, options, filters = given["metrics"], given["metric_options"], given["filters"]
         renamed = {
-            "metric": _current(self.metric),
-            "metrics": tuple(_current(m) for m in self.metrics) if isinstance(self.metrics, (tuple, list)) else self.metrics,
-            "metric_options": ({_current(k): v for k, v in self.metric_options.items()}
-                               if isinstance(self.metric_options, dict) else self.metric_options),
+            "metric": _current(given["metric"]),
+            "metrics": tuple(_current(m) for m in metrics) if isinstance(metrics, (tuple, list)) else metrics,
+            "metric_options": {_current(k): v for k, v in options.items()} if isinstance(options, dict) else options,
             "filters": tuple({**f, "name": _current(f["name"])} if isinstance(f, dict) and "name" in f else f
-                             for f in self.filters) if isinstance(self.filters, (tuple, list)) else self.filters,
+                             for f in filters) if isinstance(filters, (tuple, list)) else filters,
         }
         for name, value in renamed.items():
-            if value != getattr(self, name):
+            if value != given[name]:
                 object.__setattr__(self, name, value)
 
     def replace(self, **overrides: Any) -> "Config":
