@@ -18,7 +18,7 @@ STUDIES = published_studies(FOLDER)
 
 
 def test_the_study_is_published_with_its_per_sample_correctness():
-    assert {"ssl_pools", "pca"} <= set(STUDIES)
+    assert {"ssl", "ssl_pools", "pca"} <= set(STUDIES)
     assert sum(p.stat().st_size for p in FOLDER.rglob("*") if p.is_file()) < 8 * 2 ** 20  # a few MB
 
 
