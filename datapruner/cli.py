@@ -270,6 +270,7 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            pools: str = typer.Option("1.0", help="Comma list of pool shares of the training data (the abundance axis)."),
            student: str = typer.Option("mlp", help="linear | mlp (on embeddings) | cnn (on images from the shards)."),
            balance: str = typer.Option("none", help="none | class (the method applied inside each class)."),
+           resample: str = typer.Option("", help="What each seed draws afresh (comma list): teacher."),
            test_src: Optional[str] = typer.Option(None, "--test-src", help="Held-out data: shards, a run dir or an embeddings dir."),
            test_fraction: float = typer.Option(0.2, "--test-fraction", help="Stratified hold-out when --test-src is not given."),
            val_fraction: float = typer.Option(0.1, "--val-fraction", help="Validation split carved from the training data."),
@@ -293,8 +294,7 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
            results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where results go (default RUN/verify)."),
            embeddings: Optional[str] = EmbeddingsOpt, model: Optional[str] = ModelOpt,
            pretrained: Optional[str] = PretrainedOpt, clusters: Optional[int] = ClustersOpt, allow_pipe: Optional[bool] = PipeOpt,
-           seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt,
-           verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
+           seed: Optional[int] = SeedOpt, device: Optional[str] = DeviceOpt, quiet: bool = QuietOpt, verbose: bool = VerboseOpt, as_json: bool = JsonOpt):
     """Train a teacher on all of RUN's data and students on each method's subsets (with/without KD); RUN/verify."""
     from datapruner import api
     from datapruner.verify.pipeline import VerifySpec, default_methods
@@ -308,7 +308,8 @@ def verify(run: Path, config: Optional[list[Path]] = ConfigOpt,
                       test_fraction=test_fraction, val_fraction=val_fraction, holdout_group=holdout_group, src=src,
                       epochs=epochs, steps=steps, max_epochs=max_epochs, patience=patience, el2n_epoch=el2n_epoch,
                       el2n_inits=el2n_inits, batch_size=train_batch_size, lr=lr, width=width, temperature=temperature,
-                      image_size=image_size, channels=channels, threads=threads, workers=workers, out=results_dir)
+                      image_size=image_size, channels=channels, threads=threads, workers=workers,
+                      resample=_csv(resample), out=results_dir)
     summary = api.verify(run, spec, cfg, progress=not quiet)
     short = {k: summary.get(k) for k in ("task", "teachers", "n_train", "n_val", "n_test", "rows", "claims", "seconds",
                                          "unseen_test_labels", "students_not_converged", "skipped_methods")}

@@ -13,6 +13,8 @@ import yaml
 from datapruner.errors import DataprunerError
 
 log = logging.getLogger(__name__)
+# deprecated metric / filter names → their current name (warned once per Config built with them)
+ALIASES = {"el2n": "el2n_probe"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,22 @@ class Config:
     ray_shards_per_call: int | None = None  # shards per embed actor call; None: max(1, num_workers)
     ray_runtime_env: dict = field(default_factory=dict)  # passed to ray.init when set (e.g. {"working_dir": "."})
 
+    def __post_init__(self):
+        """Old metric and filter names (ALIASES) are read as the new ones, with a deprecation warning. (Through
+        __dict__: building a Config reads no field, for steps/describe.py's count of the fields a step reads.)"""
+        given = self.__dict__
+        metrics, options, filters = given["metrics"], given["metric_options"], given["filters"]
+        renamed = {
+            "metric": _current(given["metric"]),
+            "metrics": tuple(_current(m) for m in metrics) if isinstance(metrics, (tuple, list)) else metrics,
+            "metric_options": {_current(k): v for k, v in options.items()} if isinstance(options, dict) else options,
+            "filters": tuple({**f, "name": _current(f["name"])} if isinstance(f, dict) and "name" in f else f
+                             for f in filters) if isinstance(filters, (tuple, list)) else filters,
+        }
+        for name, value in renamed.items():
+            if value != given[name]:
+                object.__setattr__(self, name, value)
+
     def replace(self, **overrides: Any) -> "Config":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -87,6 +105,17 @@ class Config:
 
     def options_for(self, metric: str) -> dict:
         return dict(self.metric_options.get(metric, {}))
+
+
+def _current(name):
+    if isinstance(name, str) and name in ALIASES:
+        import warnings
+
+        message = f"metric/filter name {name!r} is deprecated: it is {ALIASES[name]!r}"
+        warnings.warn(message, DeprecationWarning, stacklevel=4)
+        log.warning(message)
+        return ALIASES[name]
+    return name
 
 
 def load_config(path: str | Path | list | tuple | None = None, base: dict | None = None, **overrides: Any) -> Config:

@@ -58,14 +58,15 @@ METRICS = Registry("metric", "datapruner.metrics", {
     "random": "datapruner.metrics.random:Random",
     "clip_score": "datapruner.metrics.clip_score:ClipScore",
     "dbp": "datapruner.metrics.dbp:DBP",
-    "el2n": "datapruner.metrics.el2n:EL2N",
+    "el2n_probe": "datapruner.metrics.el2n:EL2N",
     "semdedup": "datapruner.metrics.semdedup:SemDeDup",
 })
 # fn(table, alive, options, cfg) -> bool mask of the alive rows the filter removes
 FILTERS = Registry("filter", "datapruner.filters", {
     "semdedup": "datapruner.select.filters:semdedup_filter",
     "clip_score": "datapruner.select.filters:clip_score_filter",
-    "el2n": "datapruner.select.filters:el2n_offset_filter",
+    "el2n_probe": "datapruner.select.filters:el2n_offset_filter",
+    "el2n_student": "datapruner.select.filters:student_el2n_offset_filter",
 })
 # fn(table, alive, k, cfg) -> None (global), per-cluster quotas, or a per-cluster table with a "quota" column
 BUDGETS = Registry("budget", "datapruner.budgets", {

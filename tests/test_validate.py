@@ -53,7 +53,7 @@ SCORE_CASES = [
     ("metric-option-name", ["--metric-option", "bogus:x=1"], "--metric-option"),
     ("metric-option-key", ["--metric-option", "dbp:foo=1"], "foo"),
     ("metric-option-value", ["--metric-option", "dbp:tau=0"], "tau must be a number > 0"),
-    ("metric-option-choice", ["--metric-option", "el2n:labels=x"], "labels must be one of auto, data, cluster"),
+    ("metric-option-choice", ["--metric-option", "el2n_probe:labels=x"], "labels must be one of auto, data, cluster"),
     ("clusters<0", ["--clusters", "-3"], "--clusters -3"),
     ("clusters=0", ["--clusters", "0"], "--clusters 0"),
     ("shard-size", ["--shard-size", "0"], "--shard-size 0"),

@@ -64,7 +64,7 @@ def write_labels(run: RunDir, mode: str) -> int:
         classes = np.arange(len(np.load(run.centroids)))
     else:
         classes = np.unique(np.concatenate(labels)) if labels else np.zeros(0, np.int64)
-    directory = run.metric_dir("el2n")
+    directory = run.metric_dir("el2n_probe")
     for part, values in zip(run.part_ids(), labels):
         save_npy(directory / f"labels/part-{part}.npy", np.searchsorted(classes, values).astype(np.int32))
     save_npy(directory / "classes.npy", classes)
@@ -74,7 +74,7 @@ def write_labels(run: RunDir, mode: str) -> int:
 
 def stream_chunks(run: RunDir, rng: np.random.Generator, chunk_rows: int):
     """(embeddings float32, class ids) chunks over the parts, in a seeded random part and chunk order."""
-    directory = run.metric_dir("el2n")
+    directory = run.metric_dir("el2n_probe")
     for p in rng.permutation(len(run.part_ids())):
         part = run.part_ids()[p]
         emb, labels = read_img_emb(run, part), np.load(directory / f"labels/part-{part}.npy", mmap_mode="r")
@@ -99,7 +99,7 @@ def train_ensemble(run: RunDir, classes: int, options: dict, seed: int, device) 
 
 
 def probes_path(run: RunDir):
-    return run.metric_dir("el2n") / "probes.pt"
+    return run.metric_dir("el2n_probe") / "probes.pt"
 
 
 @lru_cache(maxsize=4)
@@ -123,7 +123,7 @@ def el2n_scores(params: dict, x: np.ndarray, labels: np.ndarray, chunk: int = 65
 
 
 class EL2N(FittedMetric):
-    name = "el2n"
+    name = "el2n_probe"
     defaults = DEFAULTS
     rules = {"models": ("int", 1, None), "epochs": ("int", 1, None), "hidden": ("int", 0, None),
              "lr": ("float>", 0, None), "batch_size": ("int", 1, None), "chunk_rows": ("int", 1, None),

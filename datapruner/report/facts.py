@@ -8,7 +8,7 @@ import time
 from datapruner.io.rundir import RunDir
 from datapruner.reasons import INVALID
 
-NAMES = {"semdedup": "SemDeDup", "dbp": "DBP", "el2n": "EL2N", "clip_score": "CLIP score",
+NAMES = {"semdedup": "SemDeDup", "dbp": "DBP", "el2n_probe": "EL2N (probes)", "clip_score": "CLIP score",
          "prototypicality": "prototypicality", "random": "random"}
 
 
@@ -32,8 +32,8 @@ def filter_words(spec: dict) -> str:
         return f"CLIP score ≥ {options['threshold']:g}"
     if name == "clip_score" and "fraction" in options:
         return f"CLIP score dropping the lowest {percent(float(options['fraction']))}"
-    if name == "el2n" and "offset" in options:
-        return f"EL2N dropping the hardest {percent(float(options['offset']))}"
+    if name == "el2n_probe" and "offset" in options:
+        return f"probe EL2N dropping the hardest {percent(float(options['offset']))}"
     return display(name) + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
 
 

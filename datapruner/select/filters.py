@@ -6,7 +6,8 @@ are removed exactly, ties broken by (shard, key)):
                          of their cluster, datapruner/metrics/semdedup.py) exceeds 1 − E
              fraction=F  remove the F share with the highest duplicate score (the ε this implies is logged)
 - clip_score: threshold=T remove rows with image-text cosine below T;  fraction=F  the lowest F share
-- el2n:      offset=F    remove the F share with the highest EL2N (the hardest, likely mislabelled)
+- el2n_probe: offset=F   remove the F share with the highest probe EL2N (the hardest, likely mislabelled)
+- el2n_student: offset=F the same on verify's student EL2N column (score_el2n_student, written by verify only)
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 MODES = {
     "semdedup": {"eps": (0.0, 1.0), "fraction": (0.0, 1.0)},
     "clip_score": {"threshold": (-1.0, 1.0), "fraction": (0.0, 1.0)},
-    "el2n": {"offset": (0.0, 1.0)},
+    "el2n_probe": {"offset": (0.0, 1.0)},
+    "el2n_student": {"offset": (0.0, 1.0)},
 }
 
 
@@ -91,8 +93,13 @@ def clip_score_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Co
 
 
 def el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
-    _, value = one_mode("el2n", options)
-    return highest_alive(table, alive, score_column(table, "el2n"), value)
+    _, value = one_mode("el2n_probe", options)
+    return highest_alive(table, alive, score_column(table, "el2n_probe"), value)
+
+
+def student_el2n_offset_filter(table: pa.Table, alive: np.ndarray, options: dict, cfg: Config) -> np.ndarray:
+    _, value = one_mode("el2n_student", options)
+    return highest_alive(table, alive, score_column(table, "el2n_student"), value)
 
 
 def parse_filter(text: str, flag: str = "--filter") -> dict:

@@ -25,7 +25,7 @@ from datapruner.select.policy import (KEPT, LEFT_GLOBAL, LEFT_QUOTA, Reasons, bu
                                       order_values, removed_by)
 
 BUILTIN_FILTERS = {"semdedup": filters.semdedup_filter, "clip_score": filters.clip_score_filter,
-                   "el2n": filters.el2n_offset_filter}
+                   "el2n_probe": filters.el2n_offset_filter}
 BUILTIN_BUDGETS = {"global": budgets.global_budget, "cluster": budgets.uniform_cluster_budget,
                    "dbp": dbp.dbp_budget}
 

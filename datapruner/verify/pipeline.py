@@ -38,6 +38,8 @@ class VerifySpec(StudySpec):
                   (`val_fraction`) comes from the rest; pruning, scores and students see neither.
     holdout_group a metadata column (e.g. a json field): rows sharing its value stay on one side of every split.
     src           embed these shards into RUN first.
+    resample      what each seed draws afresh beyond the student's init, batch order and scoring: "teacher" (a
+                  KD teacher per seed). summary.json's variance_sources says what the seeds cover.
     threads       torch CPU threads of the scoring and the teachers (default: all cores); students run in
                   `workers` processes of one thread. out: where the results go (default RUN/verify).
     """
@@ -126,6 +128,10 @@ def check_spec(spec: VerifySpec) -> None:
     within("pools", [float(p) for p in spec.pools], 0.0, 1.0)
     within("KD alphas", [float(a) for a in spec.kd_alphas if a != "auto"] or [0.0], 0.0, 1.0, low_open=False)
     within("val_fraction", [spec.val_fraction], 0.0, 0.5)
+    from datapruner.verify.study import RESAMPLABLE
+
+    if any(r not in RESAMPLABLE for r in spec.resample):
+        raise DataprunerError(f"verify resample takes {', '.join(RESAMPLABLE)}, got {list(spec.resample)}")
     if not spec.seeds or min(spec.el2n_epoch, spec.el2n_inits, spec.max_epochs, spec.patience) < 1:
         raise DataprunerError("verify needs at least one seed, and el2n_epoch, el2n_inits, max_epochs, patience >= 1")
 
@@ -240,6 +246,7 @@ def _tensor(index: np.ndarray):
 def write_outputs(out: Path, rows: list[dict], spec, trainer, skipped: dict, counts: dict, seconds: float) -> dict:
     from datapruner.io.atomic import write_json
     from datapruner.verify.publish import publish
+    from datapruner.verify.study import variance_sources
 
     teachers = {str(p): {k: v for k, v in t.items() if k != "logits"} for p, t in trainer.teachers.items()}
     published = publish(rows, out, max((t["accuracy"] for t in teachers.values()), default=None),
@@ -248,7 +255,7 @@ def write_outputs(out: Path, rows: list[dict], spec, trainer, skipped: dict, cou
     summary = {
         "teachers": teachers, **counts, "unseen_test_labels": trainer.unseen_test_labels, "rows": len(rows),
         "students_trained": len(students), "students_not_converged": sum(1 for i in students if i["converged"] is False),
-        "skipped_methods": skipped, "spec": {f.name: getattr(spec, f.name) for f in fields(spec)},
+        "skipped_methods": skipped, "variance_sources": variance_sources(spec), "spec": {f.name: getattr(spec, f.name) for f in fields(spec)},
         "claims": published["claims"], "files": [*published["files"].values(), *published["figures"]],
         "seconds": round(seconds, 1),
     }

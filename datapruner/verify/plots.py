@@ -1,5 +1,5 @@
 """Matplotlib figures of a verify run, per (budget, balance, pool): accuracy vs kept fraction per method (a line per
-KD setting, bootstrap 95 % CI bars), log-log error vs kept size with the fitted power laws; and, where several
+KD setting, bars: the 95 % t interval with the test-set term), log-log error vs kept size with the fitted power laws; and, where several
 pools exist, error vs kept size without KD across pools (Sorscher et al.'s abundance axis)."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Power-law fits of test error against kept size, error ≈ a · kept^(−b), with confidence intervals over seeds.
 
 One fit per (budget_mode, balance, pool, method, alpha_setting) over every fraction of that pool (the full pool
-included). From result rows: the exponent of the seed-mean errors, a bootstrap CI of it (resample seeds with
-replacement, refit), each seed's own exponent, and against random at the same (budget, balance, pool,
-alpha_setting): the difference of exponents with a paired bootstrap CI (the same resampled seeds for both) and the
-paired t-test of the per-seed exponent differences (verify/stats.py), which is what claims decide on.
+included). From result rows: the exponent of the seed-mean errors, each seed's own exponent and the t interval of
+their mean, and against random at the same (budget, balance, pool, alpha_setting): the paired t-test of the
+per-seed exponent differences with its interval (verify/stats.py), which is what claims decide on. The test-set
+term of an exponent comes from linearising it in the per-size accuracies (the delta method, `exponent_terms`).
 `fit_across_pools` fits the other axis, the one Sorscher et al.'s "beyond power-law scaling" is about: at a fixed
 kept fraction, error against kept size as the pool grows (pruning a larger pool to the same fraction). Random
 pruning follows the data's own power law there; a good metric's error falls faster: its exponent significantly
@@ -19,9 +19,9 @@ from collections import defaultdict
 import numpy as np
 
 from datapruner.verify import stats
+from datapruner.verify.results import CORRECT
 
 FIT_KEY = ("budget_mode", "balance", "pool", "method", "alpha_setting")
-BOOTSTRAP = 1000
 
 
 def fit_power_law(sizes, errors) -> dict:
@@ -112,43 +112,62 @@ def _fit_curve(curve: dict, ref: dict | None) -> dict:
     log_kept, err = _matrix(curve, seeds)
     fit = fit_power_law(np.exp(log_kept), err.mean(axis=0))
     per_seed = exponents(log_kept, err)
+    extra = stats.weighted_test_set_se(exponent_terms(curve, seeds, log_kept, err), seeds)
+    low, high = stats.t_interval(per_seed, extra)
     out = {**fit, "n_seeds": len(seeds), "kept": [int(round(k)) for k in np.exp(log_kept)],
            "error_mean": [round(float(e), 5) for e in err.mean(axis=0)],
            "exponent_by_seed": {str(s): round(float(b), 5) for s, b in zip(seeds, per_seed)},
-           "exponent_ci": _ci(exponents(log_kept, _resampled_means(err, len(seeds))))}
+           "exponent_ci": [stats._r(low), stats._r(high)]}
     if ref is not None:
         out["vs_random"] = _vs_random(curve, ref)
     return out
 
 
-def _vs_random(curve: dict, ref: dict) -> dict:
-    """Exponent − random's exponent: paired over the seeds both curves have at every shared fraction."""
-    fractions = sorted(set(curve) & set(ref))
-    curve, ref = {f: curve[f] for f in fractions}, {f: ref[f] for f in fractions}
+def exponent_terms(curve: dict, seeds: list[int], log_kept: np.ndarray, err: np.ndarray) -> list[tuple]:
+    """The exponent linearised in the accuracies (delta method): [(correctness by seed, weight)] per kept size,
+    so that the test-set term of an exponent is verify/stats.py's weighted one. ∂b/∂acc_f = x_f / (ē_f · Σx²)."""
+    x = log_kept - log_kept.mean()
+    weights = x / (np.clip(err.mean(axis=0), 1e-6, None) * (x ** 2).sum())
+    correct = lambda size: ({s: curve[size][s][CORRECT] for s in seeds}  # noqa: E731
+                            if all(curve[size][s].get(CORRECT) is not None for s in seeds) else None)
+    return [(correct(size), float(w)) for size, w in zip(sorted(curve), weights)]
+
+
+def exponent_contrast(curve: dict, ref: dict) -> tuple[dict, list[tuple], list[int]]:
+    """Per-seed exponent − random's over the sizes and seeds both curves share: ({seed: diff}, the linearised
+    test-set terms of the difference, the shared sizes)."""
+    sizes = sorted(set(curve) & set(ref))
+    curve, ref = {f: curve[f] for f in sizes}, {f: ref[f] for f in sizes}
     seeds = _complete_seeds(curve, ref)
-    if len(fractions) < 2 or not seeds:
-        return {"n": len(seeds), "diff": None, "why": "no shared seeds / fewer than 2 shared kept sizes"}
+    if len(sizes) < 2 or not seeds:
+        return {}, [], sizes
     log_kept, err = _matrix(curve, seeds)
     log_ref, err_ref = _matrix(ref, seeds)
-    picks = _resample_indices(len(seeds))
-    boot = exponents(log_kept, err[picks].mean(axis=1)) - exponents(log_ref, err_ref[picks].mean(axis=1))
-    test = stats.paired(dict(zip(seeds, exponents(log_kept, err))), dict(zip(seeds, exponents(log_ref, err_ref))))
+    diffs = exponents(log_kept, err) - exponents(log_ref, err_ref)
+    terms = exponent_terms(curve, seeds, log_kept, err) + [
+        (c, -w) for c, w in exponent_terms(ref, seeds, log_ref, err_ref)]
+    return dict(zip(seeds, (float(d) for d in diffs))), terms, sizes
+
+
+def converged(*curves) -> bool | None:
+    """False when any row of the curves did not converge, True when every one did."""
+    flags = [r.get("converged") for c in curves for arm in c.values() for r in arm.values()]
+    return False if False in flags else (True if flags and all(f is True for f in flags) else None)
+
+
+def _vs_random(curve: dict, ref: dict) -> dict:
+    """Exponent − random's exponent: paired over the seeds both curves have at every shared size, the t-test with
+    the test-set term (verify/stats.py), and the difference of the seed-mean fits."""
+    diffs, terms, sizes = exponent_contrast(curve, ref)
+    if not diffs:
+        return {"n": len(diffs), "diff": None, "why": "no shared seeds / fewer than 2 shared kept sizes"}
+    seeds = sorted(diffs)
+    shared = {f: curve[f] for f in sizes}, {f: ref[f] for f in sizes}
+    test = stats.compare_diffs(diffs, stats.weighted_test_set_se(terms, seeds))
+    (log_kept, err), (log_ref, err_ref) = _matrix(shared[0], seeds), _matrix(shared[1], seeds)
     point = float(exponents(log_kept, err.mean(axis=0)) - exponents(log_ref, err_ref.mean(axis=0)))
-    return {**test, "diff_of_mean_fits": round(point, 5), "ci_refit": _ci(boot),
-            "test": "per-seed exponent − random's, " + stats.TEST}
-
-
-def _resample_indices(n: int) -> np.ndarray:
-    return np.random.default_rng(stats.BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP, n))
-
-
-def _resampled_means(err: np.ndarray, n: int) -> np.ndarray:
-    return err[_resample_indices(n)].mean(axis=1)
-
-
-def _ci(values: np.ndarray) -> list[float]:
-    tail = 100 * (1 - stats.CI) / 2
-    return [round(float(np.percentile(values, tail)), 5), round(float(np.percentile(values, 100 - tail)), 5)]
+    return {**test, "test_set_term": all(c for c, _ in terms), "converged": converged(*shared),
+            "diff_of_mean_fits": round(point, 5), "test": "per-seed exponent − random's, " + stats.TEST}
 
 
 def _fit_aggregate(agg: list[dict]) -> list[dict]:

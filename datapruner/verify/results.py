@@ -70,7 +70,21 @@ def accuracy_by_seed(arm: dict[int, dict] | None) -> dict[int, float]:
     out = stats.SeedValues() if arm is None else stats.SeedValues({s: float(r["accuracy"]) for s, r in arm.items()})
     if arm and all(r.get(CORRECT) is not None for r in arm.values()):
         out.correct = {s: r[CORRECT] for s, r in arm.items()}
+    if arm:
+        flags = [r.get("converged") for r in arm.values()]
+        out.converged = False if False in flags else (True if all(f is True for f in flags) else None)
     return out
+
+
+def accuracy_ci(arm: dict[int, dict]) -> tuple[float, float]:
+    """The t interval of an arm's mean accuracy over seeds, with the test-set term (verify/stats.py)."""
+    acc = accuracy_by_seed(arm)
+    seeds = sorted(acc)
+    extra = 0.0
+    if acc.correct:
+        mean_correct = np.mean([acc.correct[s].astype(np.float64) for s in seeds], axis=0)
+        extra = float(mean_correct.std(ddof=1) / np.sqrt(mean_correct.size)) if mean_correct.size > 1 else 0.0
+    return stats.t_interval([acc[s] for s in seeds], extra)
 
 
 def with_correct(rows: list[dict], correct: np.ndarray | None) -> list[dict]:
@@ -117,7 +131,7 @@ def regimes(index: dict) -> list[dict]:
             family.append({"budget_mode": budget, "balance": balance, "pool": pool, "fraction": f,
                            **stats.paired(accuracy_by_seed(full), accuracy_by_seed(rnd))})
         for c in stats.adjust_family(family):
-            c["regime"] = {stats.HOLDS: REGIME_BELOW, stats.REFUTED: REGIME_ABOVE}.get(stats.verdict(c), REGIME_SAME)
+            c["regime"] = {stats.HOLDS: REGIME_BELOW, stats.REFUTED: REGIME_ABOVE}.get(stats.significance(c), REGIME_SAME)
             c["test"] = "full pool − random@f, " + stats.TEST
         out += family
     return out
@@ -136,14 +150,14 @@ def with_regime(rows: list[dict]) -> list[dict]:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One entry per GROUP: seeds, accuracy mean/std/bootstrap CI, kept, converged share, label_tv, regime."""
+    """One entry per GROUP: seeds, accuracy mean/std/t CI (test-set term included), kept, converged share, label_tv, regime."""
     index = index_rows(rows)
     regime = {(r["budget_mode"], r["balance"], r["pool"], r["fraction"]): r for r in regimes(index)}
     out = []
     for key in sorted(index, key=_sort_key):
         members = [index[key][s] for s in sorted(index[key])]
         acc = np.array([r["accuracy"] for r in members], np.float64)
-        low, high = stats.bootstrap_ci(acc)
+        low, high = accuracy_ci(index[key])
         reg = regime.get((key[0], key[1], key[2], key[5]))
         out.append({**dict(zip(GROUP, key)), "n_seeds": len(members), "seeds": [r["seed"] for r in members],
                     "kept": int(np.median([r["kept"] for r in members])), "pool_size": members[0].get("pool_size"),
@@ -175,12 +189,13 @@ def compare_to_random(index: dict) -> list[dict]:
 
 def compare_kd(index: dict) -> list[dict]:
     """Each KD setting vs no KD (same method, budget, balance, pool, fraction), paired by seed, with the share
-    of the gap to the full pool (no KD) that KD closes. A family per (budget, balance, pool, alpha_setting)."""
+    of the gap to the full pool (no KD) that KD closes. A family per (budget, balance, pool, alpha_setting).
+    The full pool is the same subset for every method: it is compared once, under random's name."""
     families: dict[tuple, list[dict]] = defaultdict(list)
     for key, arm in index.items():
         budget, balance, pool, method, alpha, f = key
         plain = index.get((budget, balance, pool, method, NO_KD, f))
-        if alpha == NO_KD or plain is None:
+        if alpha == NO_KD or plain is None or (f >= FULL and plain is not full_pool_arm(index, budget, balance, pool)):
             continue
         c = {**dict(zip(GROUP, key)), **stats.paired(accuracy_by_seed(arm), accuracy_by_seed(plain))}
         c["gap_closed"] = gap_closed(c, full_pool_arm(index, budget, balance, pool), accuracy_by_seed(plain))

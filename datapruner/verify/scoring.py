@@ -4,8 +4,9 @@ The k-means seed, the probe seeds and EL2N's initialisations all follow the stud
 rests on one lucky clustering shows up as seed variance instead of hiding in a fixed score. A pool is scored
 on its own rows only (a smaller pool gets its own clusters), and never on validation or test rows.
 Metrics: random (the pipeline's hash), prototypicality (cosine distance to the nearest k-means centroid), dbp
-(d_inter of the cluster × that distance, with the `dbp` budget), el2n (the student architecture, verify/el2n.py)
-and el2n_probe (the pipeline's `el2n` metric: linear probes on the frozen embeddings).
+(d_inter of the cluster × that distance, with the `dbp` budget), el2n_student (Paul et al.'s EL2N of the student
+architecture, verify/el2n.py: verify's methods el2n and el2n_offset) and el2n_probe (the pipeline's el2n_probe
+metric: linear probes on the frozen embeddings).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def pool_scores(pool: PoolData, metrics: set[str], cfg, seed: int, el2n) -> pa.T
 
         values = hashed_uniform(seed, table.column("shard").to_pylist(), table.column("key").to_pylist())
         table = table.append_column("score_random", pa.array(values.astype(np.float32)))
-    if "el2n" in metrics:
-        table = table.append_column("score_el2n", pa.array(el2n(pool.x, pool.y, seed)))
+    if "el2n_student" in metrics:
+        table = table.append_column("score_el2n_student", pa.array(el2n(pool.x, pool.y, seed)))
     if "el2n_probe" in metrics:
         table = table.append_column("score_el2n_probe", pa.array(probe_el2n(pool.emb, pool.y.numpy(), cfg, seed)))
     return table
@@ -74,13 +75,13 @@ def _dbp(centroids: np.ndarray, cluster: np.ndarray, dist: np.ndarray, cfg) -> n
 
 
 def probe_el2n(emb: np.ndarray, labels: np.ndarray, cfg, seed: int) -> np.ndarray:
-    """The pipeline's el2n metric on in-memory rows: its options, its probes, its seeded chunk order."""
+    """The pipeline's el2n_probe metric on in-memory rows: its options, its probes, its seeded chunk order."""
     import torch
 
     from datapruner.metrics.el2n import DEFAULTS, el2n_scores
     from datapruner.metrics.probes import init_probes, train_on_chunk
 
-    options = {**DEFAULTS, **cfg.options_for("el2n")}
+    options = {**DEFAULTS, **cfg.options_for("el2n_probe")}
     classes = int(labels.max()) + 1
     params = {k: v.requires_grad_() for k, v in
               init_probes(int(options["models"]), emb.shape[1], classes, int(options["hidden"]), seed).items()}

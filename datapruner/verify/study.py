@@ -49,6 +49,23 @@ class StudySpec:
     el2n_epoch: int = 2  # EL2N: the student snapshotted after this many passes over the pool ...
     el2n_inits: int = 5  # ... averaged over this many initialisations
     workers: int | None = None  # student processes (None: the usable cores)
+    resample: tuple[str, ...] = ()  # "teacher": a teacher per seed (its own init and batch order), not one per pool
+
+
+RESAMPLABLE = ("teacher",)
+
+
+def variance_sources(spec: StudySpec) -> dict[str, list[str]]:
+    """What the seeds of a study resample, and what every seed shares (the study reports both)."""
+    covered = ["student initialisation", "batch order", "scoring (k-means, EL2N inits, random pruning)"]
+    fixed = ["train / validation / test split", "pool draws", "embedding the scores are computed in"]
+    (covered if "teacher" in spec.resample else fixed).append("KD teacher")
+    return {"resampled_per_seed": covered, "fixed_across_seeds": fixed}
+
+
+def teacher_key(spec: StudySpec, pool: float, seed: int):
+    """The teacher a KD student of (pool, seed) distils: the pool's, or its own seed's when resampled."""
+    return (pool, seed) if "teacher" in spec.resample else pool
 
 
 def auto_alpha(fraction: float) -> float:
@@ -93,7 +110,9 @@ def run_study(spec: StudySpec, trainer: Trainer, pools: dict[float, np.ndarray],
     if any(resolve_alpha(c[5], c[3]) > 0 for c in cells):
         for pool, index in pools.items():
             teacher = train_spec(spec, "convergence", len(index))
-            trainer.train_teacher(pool, index, teacher, min(spec.seeds), spec.teacher_width or 2 * spec.width)
+            for seed in (spec.seeds if "teacher" in spec.resample else (min(spec.seeds),)):
+                trainer.train_teacher(teacher_key(spec, pool, seed), index, teacher, seed,
+                                      spec.teacher_width or 2 * spec.width)
     jobs = {cell: _job(spec, pools, subsets, *cell) for cell in cells}
     start = time.time()
     trainer.train_all(list(jobs.values()), spec.workers or usable_cores(), progress)
@@ -108,7 +127,8 @@ def run_study(spec: StudySpec, trainer: Trainer, pools: dict[float, np.ndarray],
 
 def _job(spec: StudySpec, pools, subsets, pool, budget, method, fraction, seed, alpha_setting) -> Job:
     alpha = resolve_alpha(alpha_setting, fraction)
-    return Job(subsets[(pool, method, fraction, seed)], train_spec(spec, budget, len(pools[pool]), alpha), seed, pool)
+    return Job(subsets[(pool, method, fraction, seed)], train_spec(spec, budget, len(pools[pool]), alpha), seed,
+               teacher_key(spec, pool, seed))
 
 
 def _row(spec: StudySpec, trainer: Trainer, pools, labels, cell, job: Job) -> dict:
@@ -127,7 +147,7 @@ def _row(spec: StudySpec, trainer: Trainer, pools, labels, cell, job: Job) -> di
         "epochs_on_subset": round(info["samples_seen"] / max(1, len(job.index)), 3),
         "full_data_passes": round(info["samples_seen"] / len(pools[pool]), 3),
         "label_tv": round(tv, 5), "classes_present": present, "student": spec.student,
-        "teacher_accuracy": round(trainer.teachers[pool]["accuracy"], 5) if kd else None,
+        "teacher_accuracy": round(trainer.teachers[job.pool]["accuracy"], 5) if kd else None,
         "train_seconds": info["seconds"],
     }
 

@@ -16,9 +16,9 @@ METHODS: dict[str, dict] = {
     "random": {"metric": "random", "order": "random", "budget": "global"},
     "proto_hard": {"metric": "prototypicality", "order": "hard", "budget": "global"},
     "proto_easy": {"metric": "prototypicality", "order": "easy", "budget": "global"},
-    "el2n": {"metric": "el2n", "order": "hard", "budget": "global"},  # the student's own EL2N (verify/el2n.py)
-    "el2n_offset": {"metric": "el2n", "order": "hard", "budget": "global"},  # + filter el2n:offset
-    "el2n_probe": {"metric": "el2n_probe", "order": "hard", "budget": "global"},  # the pipeline's `el2n` metric
+    "el2n": {"metric": "el2n_student", "order": "hard", "budget": "global"},  # the student's own EL2N (verify/el2n.py)
+    "el2n_offset": {"metric": "el2n_student", "order": "hard", "budget": "global"},  # + filter el2n_student:offset
+    "el2n_probe": {"metric": "el2n_probe", "order": "hard", "budget": "global"},  # the pipeline's el2n_probe metric
     "dbp": {"metric": "dbp", "order": "hard", "budget": "dbp"},  # = configs/dbp.yaml
 }
 BALANCES = ("none", "class")
@@ -33,7 +33,7 @@ def method_config(cfg, method: str, seed: int, fraction: float = 0.0):
         raise DataprunerError(f"unknown verify method {method!r}: choose from {', '.join(METHODS)}")
     filters = ()
     if method == "el2n_offset":
-        filters = ({"name": "el2n", "offset": min(EL2N_OFFSET, 1.0 - fraction)},)
+        filters = ({"name": "el2n_student", "offset": min(EL2N_OFFSET, 1.0 - fraction)},)
     return cfg.replace(**METHODS[method], filters=filters, seed=seed)
 
 

@@ -1,8 +1,8 @@
 """Markdown tables of a verify run, generated from its result rows and claims (docs/verify-study.md comes from here).
 
 markdown(rows, claims): the claims table (verdict, test, numbers), then per (budget, balance, pool) every method ×
-alpha_setting row (with and without KD) × fraction as "mean ± CI half-width" (test accuracy, %, bootstrap 95 % CI
-over seeds), the measured regime per fraction, the subsets' label TV distance and classes, the chosen alpha of the
+alpha_setting row (with and without KD) × fraction as "mean ± CI half-width" (test accuracy, %, the t interval
+over seeds with the test-set term, verify/stats.py), the measured regime per fraction, the subsets' label TV distance and classes, the chosen alpha of the
 "val" rows, the crossover map and the power-law exponents. Every aggregate entry is a cell of some table.
 Within a table the random baseline comes first, then the methods from the worst against random to the best.
 """
@@ -18,10 +18,11 @@ from datapruner.verify.results import FULL, NO_KD, aggregate, comparisons
 
 NOT_CONVERGED = "†"
 BETTER, WORSE, KD_UP, KD_DOWN = "▲", "▼", "↑", "↓"
-LEGEND = (f"Cells: test accuracy %, mean ± half-width of the bootstrap 95 % CI over seeds. {BETTER}/{WORSE}: "
-          f"significantly above/below random at the same KD setting; {KD_UP}/{KD_DOWN}: significantly above/below the "
-          f"same method without KD (paired t-test over seeds, Holm within the table's family, p < 0.05); "
-          f"{NOT_CONVERGED}: not every seed converged (the budget ended while the validation loss still improved).")
+LEGEND = (f"Cells: test accuracy %, mean ± half-width of the 95 % t interval over seeds (the test set's sampling "
+          f"variance included). {BETTER}/{WORSE}: significantly above/below random at the same KD setting; "
+          f"{KD_UP}/{KD_DOWN}: significantly above/below the same method without KD (paired t-test over seeds with the "
+          f"test-set term, Holm within the table's family, p < 0.05); {NOT_CONVERGED}: not every seed converged (the "
+          f"budget ended while the validation loss still improved); no claim reads such a cell.")
 
 
 def markdown(rows: list[dict], claims: list[dict]) -> str:
@@ -41,7 +42,9 @@ def markdown(rows: list[dict], claims: list[dict]) -> str:
 def claims_table(claims: list[dict]) -> str:
     lines = ["| claim | paper | budget | balance | verdict | test | numbers |", "|---|---|---|---|---|---|---|"]
     for c in claims:
-        numbers = c.get("why") if c["verdict"] == "not tested" else "; ".join(_part_text(p, c["name"]) for p in c["parts"])
+        numbers = c.get("why") if not c["parts"] else "; ".join(_part_text(p, c["name"]) for p in c["parts"])
+        if c.get("by_budget"):
+            numbers = "budgets disagree: " + ", ".join(f"{b} {v}" for b, v in c["by_budget"].items()) + "; " + numbers
         if c["numbers"].get("gap_closed_median") is not None:
             numbers += f"; median share of the gap to the full pool that KD closes: {c['numbers']['gap_closed_median']:.2f}"
         lines.append(f"| {c['claim']} | {c['paper']} | {c['budget_mode']} | {c['balance']} | **{c['verdict']}** | "
@@ -119,20 +122,21 @@ def crossover_tables(claims: list[dict]) -> str:
 
 
 def exponent_table(fits: list[dict], across_pools: bool = False) -> str:
-    """Power-law exponents b of error ~ a·kept^-b with the bootstrap CI, and the difference to random's: along the
-    fractions of one pool, or (across_pools) along the pools at one kept fraction."""
+    """Power-law exponents b of error ~ a·kept^-b with the t interval of the per-seed exponents, and the difference
+    to random's with its test's interval and unadjusted p: along the fractions of one pool, or (across_pools)
+    along the pools at one kept fraction."""
     rows = [f for f in fits if f.get("exponent") is not None]
     if not rows:
         return ""
     axis, col = ("fraction", "kept fraction") if across_pools else ("pool", "pool")
     title = ("across pool sizes at a fixed kept fraction (the axis of the power-law claim)" if across_pools
              else "along the kept fractions of one pool")
-    lines = [f"### power-law exponents {title} (error ~ a · kept^-b, bootstrap 95 % CI over seeds)\n",
-             f"| budget | balance | {col} | method | KD alpha | b [CI] | b − random's [refit CI], p (paired t on per-seed b) | seeds |",
+    lines = [f"### power-law exponents {title} (error ~ a · kept^-b, 95 % t interval over per-seed exponents)\n",
+             f"| budget | balance | {col} | method | KD alpha | b [CI] | b − random's [CI], unadjusted p (paired t on per-seed b, test-set term) | seeds |",
              "|---|---|---|---|---|---|---|---|"]
     for f in sorted(rows, key=lambda f: (f["budget_mode"], f["balance"], f[axis], f["method"] != "random", f["method"], f["alpha_setting"])):
         vs = f.get("vs_random") or {}
-        diff = "" if vs.get("diff") is None else f"{vs['diff']:+.3f} {_ci_text(vs.get('ci_refit'), 1)}, p {_p_text(vs['p'])}"
+        diff = "" if vs.get("diff") is None else f"{vs['diff']:+.3f} {_ci_text(vs.get('ci'), 1)}, p {_p_text(vs['p'])}"
         lines.append(f"| {f['budget_mode']} | {f['balance']} | {f[axis]:g} | {f['method']} | {f['alpha_setting']} | "
                      f"{f['exponent']:.3f} {_ci_text(f.get('exponent_ci'), 1)} | {diff} | {f.get('n_seeds', '')} |")
     return "\n".join(lines) + "\n"

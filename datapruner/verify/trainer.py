@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """One student: rows of the training data, its budget (alpha included), seed, and the pool whose teacher it distils."""
+    """One student: rows of the training data, its budget (alpha included), seed, and the teacher it distils (its
+    pool's, or (pool, seed) when teachers are resampled per seed)."""
 
     index: np.ndarray
     spec: TrainSpec
     seed: int
-    pool: float
+    pool: float | tuple
 
     def key(self) -> tuple:
         digest = hashlib.sha1(np.ascontiguousarray(self.index, np.int64).tobytes()).hexdigest()
@@ -80,7 +81,7 @@ class Trainer:
         torch.manual_seed(seed)
         return make_student(self.student, tuple(self.x.shape[1:]), len(self.classes), width or self.width)
 
-    def train_teacher(self, pool: float, index: np.ndarray, spec: TrainSpec, seed: int, width: int) -> dict:
+    def train_teacher(self, pool: float | tuple, index: np.ndarray, spec: TrainSpec, seed: int, width: int) -> dict:
         """The KD teacher of a pool: trained on all of the pool to convergence; its logits over every training row."""
         from datapruner.verify.train import accuracy, predict_logits, train_student
 
@@ -89,7 +90,7 @@ class Trainer:
         idx = _tensor(index)
         info = train_student(model, self.x[idx], self.y[idx], spec, seed, val=self.val)
         acc = accuracy(model, self.x_test, self.y_test)
-        log.info("teacher (pool %g): accuracy %.4f, %d steps, converged %s (%.1fs)", pool, acc, info["steps"],
+        log.info("teacher %s: accuracy %.4f, %d steps, converged %s (%.1fs)", pool, acc, info["steps"],
                  info["converged"], time.time() - start)
         self.teachers[pool] = {"logits": predict_logits(model, self.x), "accuracy": acc, "steps": info["steps"],
                                "converged": info["converged"], "seconds": round(time.time() - start, 2)}

@@ -33,7 +33,7 @@ def test_mlp_probe_score_equals_a_hand_computation():
 
 def test_fit_streams_the_parts_saves_probes_and_scores_every_part(run_copy):
     run = RunDir(run_copy)
-    cfg = Config(metric="el2n", metric_options={"el2n": {"epochs": 4, "models": 3, "chunk_rows": 25, "batch_size": 8}})
+    cfg = Config(metric="el2n_probe", metric_options={"el2n_probe": {"epochs": 4, "models": 3, "chunk_rows": 25, "batch_size": 8}})
     metric = EL2N()
     metric.fit(run, cfg, metric.options(cfg))
     assert probes_path(run).exists()
@@ -45,7 +45,7 @@ def test_fit_streams_the_parts_saves_probes_and_scores_every_part(run_copy):
         s = metric.score(data, cfg)
         assert s.shape == (data.meta.num_rows,) and s.dtype == np.float32
         assert ((s >= 0) & (s <= math.sqrt(2) + 1e-6)).all()
-        labels = np.searchsorted(np.load(run.metric_dir("el2n") / "classes.npy"), data.meta.column("label").to_numpy())
+        labels = np.searchsorted(np.load(run.metric_dir("el2n_probe") / "classes.npy"), data.meta.column("label").to_numpy())
         assert np.allclose(s, el2n_scores(params, data.img_emb, labels), atol=1e-6)
         scores.append(s)
     assert np.concatenate(scores).std() > 0
@@ -54,5 +54,13 @@ def test_fit_streams_the_parts_saves_probes_and_scores_every_part(run_copy):
 def test_labels_fall_back_to_cluster_ids(run_copy):
     run = RunDir(run_copy)
     assert write_labels(run, "cluster") == 4  # k = 4 clusters
-    labels = np.concatenate([np.load(run.metric_dir("el2n") / f"labels/part-{p}.npy") for p in run.part_ids()])
+    labels = np.concatenate([np.load(run.metric_dir("el2n_probe") / f"labels/part-{p}.npy") for p in run.part_ids()])
     assert labels.min() >= 0 and labels.max() < 4
+
+
+def test_the_old_name_el2n_is_read_as_el2n_probe_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'el2n' is deprecated: it is 'el2n_probe'"):
+        cfg = Config(metric="el2n", metrics=("el2n",), filters=({"name": "el2n", "offset": 0.02},),
+                     metric_options={"el2n": {"epochs": 2}})
+    assert (cfg.metric, cfg.metrics, cfg.filters) == ("el2n_probe", ("el2n_probe",), ({"name": "el2n_probe", "offset": 0.02},))
+    assert cfg.options_for("el2n_probe") == {"epochs": 2} and EL2N.name == "el2n_probe"

@@ -239,5 +239,5 @@ def test_assignments_are_computed_once_and_shared_by_metric_fits_and_scoring(run
     assigned = sorted((run_copy / "clusters/assign").glob("cluster_*.npy"))
     assert len(assigned) == 3
     before = {p.name: p.stat().st_mtime_ns for p in assigned}
-    api.select(run_copy, 0.3, Config(metric="el2n", filters=({"name": "semdedup", "fraction": 0.1},)))
+    api.select(run_copy, 0.3, Config(metric="el2n_probe", filters=({"name": "semdedup", "fraction": 0.1},)))
     assert {p.name: p.stat().st_mtime_ns for p in (run_copy / "clusters/assign").glob("cluster_*.npy")} == before

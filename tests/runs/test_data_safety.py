@@ -81,7 +81,7 @@ def test_precomputed_embeddings_are_never_written(tmp_path, scored_run, shard_di
     with_emb = CFG.replace(embeddings=str(emb))
     api.score(str(shard_dir), run, 0.3, with_emb, progress=False)
     api.cluster(run, CFG.replace(clusters=3))
-    api.select(run, 0.5, CFG.replace(metric="el2n", filters=({"name": "semdedup", "fraction": 0.1},)))
+    api.select(run, 0.5, CFG.replace(metric="el2n_probe", filters=({"name": "semdedup", "fraction": 0.1},)))
     api.write(run, CFG, progress=False)
     api.report(run)
     refused = CliRunner().invoke(app, ["score", str(shard_dir), "--keep", "0.3", "--out", str(run), *TINY_FLAGS])

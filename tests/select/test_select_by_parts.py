@@ -17,7 +17,7 @@ from datapruner.io.rundir import RunDir
 from datapruner.select import cut
 from datapruner.select.manifest import build_manifest_by_parts, build_manifest_in_memory
 
-METRICS = ("prototypicality", "random", "dbp", "semdedup", "clip_score", "el2n")
+METRICS = ("prototypicality", "random", "dbp", "semdedup", "clip_score", "el2n_probe")
 
 
 def make_run(root: Path, parts: int = 4, rows: int = 300, levels: int | None = None, seed: int = 0) -> RunDir:
@@ -73,13 +73,13 @@ POLICIES = [
     *[dict(metric=m, order=o, budget=b) for m in ("prototypicality",) for o in ("hard", "easy", "random")
       for b in ("global", "cluster", "dbp")],
     dict(metric="dbp", order="hard"),
-    dict(metric="el2n", order="hard", filters=({"name": "el2n", "offset": 0.02},)),
+    dict(metric="el2n_probe", order="hard", filters=({"name": "el2n_probe", "offset": 0.02},)),
     dict(metric="prototypicality", order="hard", filters=({"name": "clip_score", "fraction": 0.3},)),
     dict(metric="prototypicality", order="hard", filters=({"name": "clip_score", "threshold": -0.6},)),
     dict(metric="prototypicality", order="hard", budget="dbp", filters=({"name": "semdedup", "fraction": 0.1},)),
     dict(metric="prototypicality", order="easy", budget="cluster", filters=({"name": "semdedup", "eps": 0.05},)),
     dict(metric="dbp", order="hard", filters=({"name": "semdedup", "eps": 0.1}, {"name": "clip_score", "fraction": 0.2},
-                                              {"name": "el2n", "offset": 0.05})),
+                                              {"name": "el2n_probe", "offset": 0.05})),
     dict(metric="random", order="random", budget="cluster",
          filters=({"name": "clip_score", "fraction": 0.3}, {"name": "semdedup", "fraction": 0.2})),
 ]

@@ -63,7 +63,7 @@ def _declared(step, cfg) -> set:
 
 POLICIES = {
     "dbp budget, semdedup filter, el2n column": dict(metric="dbp", budget="dbp", filters=({"name": "semdedup", "eps": 1e-4},),
-                                                      metrics=("el2n",)),
+                                                      metrics=("el2n_probe",)),
     "clip_score, cluster budget": dict(metric="clip_score", budget="cluster", order="easy"),
 }
 

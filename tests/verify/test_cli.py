@@ -27,7 +27,8 @@ def test_verify_command_rejects_an_unknown_method(run_copy):
 
 def test_verify_refuses_an_impossible_grid_before_any_work(run_copy):
     for flags, word in ((["--fractions", "0,0.5"], "fractions"), (["--pools", "1.5"], "pools"),
-                        (["--kd-alphas", "0,2"], "alphas"), (["--budget-modes", "forever"], "budget_modes")):
+                        (["--kd-alphas", "0,2"], "alphas"), (["--budget-modes", "forever"], "budget_modes"),
+                        (["--resample", "encoder"], "resample takes teacher")):
         result = CliRunner().invoke(app, ["verify", str(run_copy), *flags, "--quiet"])
         assert result.exit_code == 2 and word in result.output, (flags, result.output)
     assert not (run_copy / "verify").exists()

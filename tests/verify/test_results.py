@@ -69,14 +69,15 @@ def test_power_law_fit_recovers_exponent():
     assert fit["local_exponents"] == pytest.approx([0.4] * 4, abs=1e-4)
 
 
-def test_power_law_fits_from_rows_carry_seeded_cis():
+def test_power_law_fits_from_rows_carry_the_tests_intervals():
     rows = make_rows(exponent={"proto_hard": 0.5}, alphas=("0.0",))
     fits = powerlaw.fit_all(rows)
     assert fits == powerlaw.fit_all(rows)
     by = {(f["pool"], f["method"]): f for f in fits}
     rnd, hard = by[(1.0, "random")], by[(1.0, "proto_hard")]
     assert rnd["exponent_ci"][0] < 0.3 < rnd["exponent_ci"][1] and len(rnd["exponent_by_seed"]) == 5
-    assert hard["vs_random"]["diff"] == pytest.approx(0.2, abs=0.03) and hard["vs_random"]["ci_refit"][0] > 0
+    assert hard["vs_random"]["diff"] == pytest.approx(0.2, abs=0.03) and hard["vs_random"]["ci"][0] > 0
+    assert hard["vs_random"]["p"] < 0.05 and hard["vs_random"]["converged"] is True
     assert "vs_random" not in rnd
     agg_fits = powerlaw.fit_all(results.aggregate(rows))  # point fits from the aggregate still work
     assert {(f["pool"], f["method"]) for f in agg_fits} == set(by)
@@ -108,3 +109,16 @@ def test_publish_writes_every_output(tmp_path):
     published = json.loads((tmp_path / "results.json").read_text())
     assert len(published) == len(rows) and {r["regime"] for r in published} <= {"below full", "full pool", "not distinguishable from full"}
     assert {r["regime"] for r in published if r["fraction"] == 0.3} == {"below full"}
+
+
+def test_the_exponent_test_carries_the_test_set_term():
+    rows = make_rows(exponent={"proto_hard": 0.5}, alphas=("0.0",))
+    plain = {(f["pool"], f["method"]): f for f in powerlaw.fit_all(rows)}[(1.0, "proto_hard")]["vs_random"]
+    rng, n_test = np.random.default_rng(0), 2000
+    for r in rows:  # each student right on round(accuracy · n_test) random test samples
+        r[results.CORRECT] = np.zeros(n_test, bool)
+        r[results.CORRECT][rng.permutation(n_test)[:round(r["accuracy"] * n_test)]] = True
+    widened = {(f["pool"], f["method"]): f for f in powerlaw.fit_all(rows)}[(1.0, "proto_hard")]["vs_random"]
+    assert not plain["test_set_term"] and widened["test_set_term"] and widened["test_set_se"] > 0
+    assert widened["diff"] == plain["diff"] and widened["p"] > plain["p"]
+    assert widened["ci"][1] - widened["ci"][0] > plain["ci"][1] - plain["ci"][0]

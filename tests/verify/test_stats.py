@@ -1,4 +1,5 @@
-"""The verdict rule: paired t-test over seeds, Holm within a family, holds / refuted / inconclusive."""
+"""The verdict rule: paired t-test over seeds with the test-set term, its own t interval, Holm within a family,
+holds / refuted / inconclusive / inconclusive: not converged, and contradictory parts."""
 
 import numpy as np
 import pytest
@@ -80,3 +81,51 @@ def test_conjunction_of_parts():
     assert stats.conjunction(["holds", "inconclusive"]) == "inconclusive"
     assert stats.conjunction(["holds", "refuted"]) == "refuted"
     assert stats.conjunction([]) == "not tested"
+    assert stats.conjunction(["holds", "inconclusive: not converged", "inconclusive"]) == "inconclusive: not converged"
+    assert stats.conjunction(["refuted", "inconclusive: not converged"]) == "refuted"
+    assert stats.agreement(["holds", "inconclusive", "refuted"]) == "contradictory"
+    assert stats.agreement(["holds", "inconclusive"]) is None
+
+
+def test_the_printed_ci_excludes_zero_exactly_when_the_test_rejects():
+    for seed in range(200):
+        a, b = _arms(0.003, seed=seed)
+        c = stats.paired(a, b)
+        assert (c["ci"][0] > 0 or c["ci"][1] < 0) == (c["p"] < 0.05), c
+        d = np.array([a[s] - b[s] for s in range(5)])
+        half = scipy_stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+        assert c["ci"] == pytest.approx([d.mean() - half, d.mean() + half], abs=2e-5)
+
+
+def _with_correct(values: dict, correct: dict) -> stats.SeedValues:
+    out = stats.SeedValues(values)
+    out.correct = correct
+    return out
+
+
+def test_the_test_set_term_widens_a_difference_that_lives_in_few_samples():
+    """Five seeds agree that a beats b, but only on 4-5 of 1000 test samples: another test set could lose them."""
+    rng = np.random.default_rng(0)
+    base = rng.random(1000) < 0.8
+    a_correct, b_correct = {}, {}
+    for s in range(5):
+        a_correct[s] = base.copy()
+        a_correct[s][np.flatnonzero(~base)[:4 + s % 2]] = True
+        b_correct[s] = base.copy()
+    a = _with_correct({s: c.mean() for s, c in a_correct.items()}, a_correct)
+    b = _with_correct({s: c.mean() for s, c in b_correct.items()}, b_correct)
+    seeds_only = stats.paired(dict(a), dict(b))
+    both = stats.paired(a, b)
+    assert seeds_only["p"] < 1e-4 and both["test_set_term"] and both["test_set_se"] > 0.0015
+    assert both["p"] > 0.05 and both["ci"][0] < 0 < both["ci"][1] and stats.verdict(both) == "inconclusive"
+    weighted = stats.contrast([(a, 0.5), (b, -0.5)])
+    assert weighted["diff"] == pytest.approx(both["diff"] / 2) and weighted["p"] == pytest.approx(both["p"])
+
+
+def test_rows_that_did_not_converge_decide_no_claim():
+    a, b = _arms(0.02)
+    a = stats.SeedValues(a)
+    a.converged = False
+    c = stats.paired(a, b)
+    assert c["converged"] is False and c["p"] < 0.01
+    assert stats.verdict(c) == "inconclusive: not converged" and stats.outcome(c) == "better"

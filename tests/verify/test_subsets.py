@@ -25,7 +25,7 @@ def pool():
 
 def scores(pool, seed=0):
     el2n = lambda x, y, s: np.random.default_rng(s).random(len(y)).astype(np.float32)  # noqa: E731
-    return pool_scores(pool, {"random", "prototypicality", "dbp", "el2n", "el2n_probe"}, Config(clusters=4), seed, el2n)
+    return pool_scores(pool, {"random", "prototypicality", "dbp", "el2n_student", "el2n_probe"}, Config(clusters=4), seed, el2n)
 
 
 def test_methods_prune_exactly_as_select_does(pool):
@@ -42,7 +42,7 @@ def test_methods_prune_exactly_as_select_does(pool):
 
 def test_el2n_offset_drops_the_hardest_tenth_first(pool):
     table, cfg = scores(pool), Config(clusters=4)
-    el2n = table.column("score_el2n").to_numpy()
+    el2n = table.column("score_el2n_student").to_numpy()
     kept = kept_mask(table, "el2n_offset", 0.3, cfg, 0)
     ranked = np.argsort(-el2n)
     assert kept.sum() == 60 and not kept[ranked[:20]].any() and kept[ranked[20:80]].all()

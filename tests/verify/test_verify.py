@@ -106,3 +106,14 @@ def test_kd_student_reproduces_the_teacher_soft_labels(scored_run, one_thread):
     kd, ce, kd_scrambled = student_gap(1.0, y), student_gap(0.0, y), student_gap(1.0, scrambled)
     assert kd < ce / 2
     assert kd_scrambled == pytest.approx(kd, rel=1e-5)  # alpha=1: the loss reads only the teacher
+
+
+def test_resampled_teachers_give_each_seed_its_own(run_copy, tmp_path):
+    out = tmp_path / "out"
+    summary = run_verify(run_copy, CFG, methods=("random",), fractions=(0.5, 1.0), seeds=(0, 1), kd_alphas=(0.0, 0.5),
+                         budget_modes=("fixed_steps",), resample=("teacher",), epochs=2, batch_size=16, width=16,
+                         threads=1, out=out)
+    assert set(summary["teachers"]) == {"(1.0, 0)", "(1.0, 1)"}
+    assert "KD teacher" in summary["variance_sources"]["resampled_per_seed"]
+    kd = {r["seed"]: r["teacher_accuracy"] for r in json.loads((out / "results.json").read_text()) if r["kd"]}
+    assert kd == {s: round(summary["teachers"][f"(1.0, {s})"]["accuracy"], 5) for s in (0, 1)}
