@@ -37,6 +37,6 @@ def test_clip_score_filter_by_threshold_and_by_fraction():
 
 
 def test_el2n_offset_drops_the_hardest_alive_share():
-    table = _table([0.9, 0.1, 0.8, 0.7], "score_el2n")
+    table = _table([0.9, 0.1, 0.8, 0.7], "score_el2n_probe")
     alive = np.array([False, True, True, True])
     assert el2n_offset_filter(table, alive, {"offset": 1 / 3}, Config()).tolist() == [0, 0, 1, 0]
