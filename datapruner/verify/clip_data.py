@@ -76,22 +76,16 @@ def run_table(run: str | Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:
 def shard_pairs(shards: list[str], size: int, wanted: set | None = None) -> dict:
     """{(shard, key): (RGB image float32 (3, size, size) in [0, 1], label, caption)} of the usable samples."""
     from datapruner.embed.decode import UnusableSample, image_bytes, text_fields
-    from datapruner.io.shards import open_shard
-    from datapruner.io.tar_samples import iter_samples
-    from datapruner.verify.data import image_array
+    from datapruner.verify.data import image_array, wanted_samples
 
     out = {}
-    for shard in shards:
-        with open_shard(shard) as stream:
-            for sample in iter_samples(stream):
-                if sample.error or (wanted is not None and (shard, sample.key) not in wanted):
-                    continue
-                try:
-                    fields = text_fields(sample.members, "caption", "label")
-                    out[(shard, sample.key)] = (image_array(image_bytes(sample.members), size, 3), fields["label"],
-                                                fields["caption"])
-                except UnusableSample:
-                    continue
+    for shard, sample in wanted_samples(shards, wanted):
+        try:
+            fields = text_fields(sample.members, "caption", "label")
+            out[(shard, sample.key)] = (image_array(image_bytes(sample.members), size, 3), fields["label"],
+                                        fields["caption"])
+        except UnusableSample:
+            continue
     return out
 
 

@@ -93,24 +93,30 @@ def image_array(data: bytes, size: int, channels: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def shard_images(shards: list[str], size: int, channels: int, wanted: set | None = None) -> dict:
-    """{(shard, key): (image array, label or None)} for the samples of `shards` (only `wanted` ones if given)."""
-    from datapruner.embed.decode import UnusableSample, image_bytes, text_fields
+def wanted_samples(shards: list[str], wanted: set | None = None):
+    """(shard, sample) for every readable sample of `shards` (only the `wanted` (shard, key)s if given)."""
     from datapruner.io.shards import open_shard
     from datapruner.io.tar_samples import iter_samples
 
-    out = {}
     for shard in shards:
         with open_shard(shard) as stream:
             for sample in iter_samples(stream):
-                if sample.error or (wanted is not None and (shard, sample.key) not in wanted):
-                    continue
-                try:
-                    image = image_array(image_bytes(sample.members), size, channels)
-                    label = text_fields(sample.members, "caption", "label")["label"]
-                except UnusableSample:
-                    continue
-                out[(shard, sample.key)] = (image, label)
+                if not sample.error and (wanted is None or (shard, sample.key) in wanted):
+                    yield shard, sample
+
+
+def shard_images(shards: list[str], size: int, channels: int, wanted: set | None = None) -> dict:
+    """{(shard, key): (image array, label or None)} for the samples of `shards` (only `wanted` ones if given)."""
+    from datapruner.embed.decode import UnusableSample, image_bytes, text_fields
+
+    out = {}
+    for shard, sample in wanted_samples(shards, wanted):
+        try:
+            image = image_array(image_bytes(sample.members), size, channels)
+            label = text_fields(sample.members, "caption", "label")["label"]
+        except UnusableSample:
+            continue
+        out[(shard, sample.key)] = (image, label)
     return out
 
 
