@@ -131,6 +131,13 @@ def group_ranges(k: int, n: int, max_rows: int) -> list[tuple[int, int]]:
     return [(lo, min(k, lo + width)) for lo in range(0, k, width)]
 
 
+def groups(run: RunDir, max_rows: int) -> list[str]:
+    """The dedup step's parts, lo-hi, from the centroid count and the parts' row counts (file headers only)."""
+    k = np.load(run.centroids, mmap_mode="r").shape[0]
+    n = sum(np.load(run.img_emb(part), mmap_mode="r").shape[0] for part in run.part_ids())
+    return [group_name(lo, hi) for lo, hi in group_ranges(k, n, max_rows)]
+
+
 def group_name(lo: int, hi: int) -> str:
     return f"{lo:07d}-{hi:07d}"
 

@@ -43,19 +43,14 @@ def run_fit(ctx: Context, name: str) -> dict:
 
 def dedup_parts(ctx: Context) -> list[str]:
     """One part per range of cluster ids, {range} = lo-hi (about max_rows rows), when the policy reads semdedup."""
-    import numpy as np
-
     from datapruner.metrics.registry import get_metric
     from datapruner.metrics.scoring import metrics_needed
-    from datapruner.metrics.semdedup import group_name, group_ranges
+    from datapruner.metrics.semdedup import groups
 
     if "semdedup" not in metrics_needed(ctx.cfg):
         return []
     barrier_digest(ctx, "cluster", "centroids")  # NotReady until the centroids exist
-    k = np.load(ctx.run.centroids, mmap_mode="r").shape[0]
-    n = sum(np.load(ctx.run.img_emb(part), mmap_mode="r").shape[0] for part in ctx.run.part_ids())
-    max_rows = int(get_metric("semdedup").options(ctx.cfg)["max_rows"])
-    return [group_name(lo, hi) for lo, hi in group_ranges(k, n, max_rows)]
+    return groups(ctx.run, int(get_metric("semdedup").options(ctx.cfg)["max_rows"]))
 
 
 def dedup_inputs(cfg: Config) -> tuple:
